@@ -1,0 +1,48 @@
+"""One exception tree for every failure a user can meet.
+
+Messages say what happened, the value seen and what to do. Foreign exceptions are translated
+where they enter (``raise MediaError(...) from exc``); the CLI and the HTTP API map these
+classes to exit codes and status codes in one place each.
+"""
+
+from __future__ import annotations
+
+
+class WhisperSubsError(Exception):
+    """Root of every error whisper-subs raises on purpose."""
+
+
+class UsageError(WhisperSubsError):
+    """A bad option or argument (CLI exit code 2, HTTP 400/422)."""
+
+
+class MediaError(WhisperSubsError):
+    """The input is missing, empty, not media, or cannot be decoded."""
+
+
+class ModelNotFoundError(WhisperSubsError):
+    """The model name or folder cannot be resolved to CTranslate2 Whisper weights."""
+
+
+class DeviceError(WhisperSubsError):
+    """No usable device for the requested configuration."""
+
+
+class OutOfMemoryError(WhisperSubsError):
+    """A device ran out of memory while transcribing a chunk."""
+
+
+class ChunkFailedError(WhisperSubsError):
+    """A chunk failed on every attempt it was given."""
+
+
+class JobNotFoundError(WhisperSubsError):
+    """No job has the given id."""
+
+
+class InvalidTransitionError(WhisperSubsError):
+    """A job cannot move from its current status to the requested one."""
+
+
+class DownloadError(WhisperSubsError):
+    """A URL could not be fetched."""

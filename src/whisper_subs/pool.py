@@ -1,0 +1,548 @@
+"""A pool of persistent worker processes, one per device slot, that pull chunks.
+
+Each worker is a ``spawn``ed process that sets its device environment (``CUDA_VISIBLE_DEVICES``,
+thread counts) before the engine is imported, loads its model once, and then serves batches of
+chunks from every input of the run (or every job of the server) until the pool closes.
+
+One dispatcher thread in the parent owns all bookkeeping: it waits on the workers' pipes and
+process sentinels, resolves each chunk's Future, and hands a free worker its next batch
+(``scheduling.Scheduler``: priority, fairness between groups, longest first). A chunk that raises
+is retried once on another worker and then fails its Future with ChunkFailedError; a worker that
+dies (even by SIGKILL) is replaced and its chunks go back in the queue; an out-of-memory error
+takes a slot away from that device (or halves its batch) and requeues the chunk without counting
+an attempt. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import numpy as np
+
+from .capacity import OomAction, shrink_after_oom
+from .engine import DecodeOptions, EngineSpec
+from .errors import ChunkFailedError, OutOfMemoryError, WhisperSubsError
+from .scheduling import Pending, Scheduler
+from .types import SAMPLE_RATE, ChunkResult
+
+log = logging.getLogger(__name__)
+
+MAX_LOAD_FAILURES = 3  # consecutive worker start failures on a device before it is given up
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSlots:
+    """Workers to run on one device: the pool's view of a capacity-plan entry."""
+
+    device_id: str  # "cpu", "cuda:0", ...
+    slots: int
+    engine: EngineSpec
+    env: dict[str, str] = field(default_factory=dict)  # set in the worker before the engine loads
+    batch_size: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkTask:
+    """One chunk to transcribe. ``group`` is the input file or job it belongs to."""
+
+    group: str
+    index: int
+    audio: np.ndarray
+    options: DecodeOptions
+    priority: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        return self.audio.size / SAMPLE_RATE
+
+    @property
+    def tag(self) -> str:
+        return f"{self.group}-{self.index}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    device_id: str
+    slots: int  # workers it may run now
+    workers: int  # workers running (loading or ready)
+    active: int  # chunks being transcribed on it
+    batch_size: int
+    done: int
+    failures: int
+    oom_events: int
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatus:
+    devices: tuple[DeviceStatus, ...]
+    max_concurrent: int
+    active: int
+    queued: int
+    model_loads: int
+    worker_deaths: int
+    retries: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "devices": [
+                {"id": d.device_id, "slots": d.slots, "workers": d.workers, "active": d.active,
+                 "queued": self.queued, "batch_size": d.batch_size, "done": d.done,
+                 "failures": d.failures, "oom_events": d.oom_events}
+                for d in self.devices
+            ],
+            "max_concurrent": self.max_concurrent, "active": self.active, "queued": self.queued,
+            "model_loads": self.model_loads, "worker_deaths": self.worker_deaths,
+            "retries": self.retries,
+        }  # fmt: skip
+
+
+# -- the worker process ------------------------------------------------------------------------
+
+
+def _worker_main(conn: Connection, env: dict[str, str], spec: EngineSpec) -> None:
+    # Before anything imports the engine: CUDA reads CUDA_VISIBLE_DEVICES once, at its start.
+    os.environ.update(env)
+    logging.basicConfig(level=os.environ.get("WHISPER_SUBS_WORKER_LOG", "WARNING"))
+    from .engine import load_engine
+
+    started = time.perf_counter()
+    try:
+        engine = load_engine(spec)
+    except WhisperSubsError as exc:
+        conn.send(("load_failed", str(exc)))
+        return
+    except Exception as exc:  # a foreign error at load: report it, the parent decides
+        conn.send(("load_failed", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", time.perf_counter() - started))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if message[0] == "stop":
+            return
+        _, task_ids, audios, options, tags = message
+        started = time.perf_counter()
+        try:
+            results = engine.transcribe(audios, options, tags)
+        except OutOfMemoryError as exc:
+            conn.send(("oom", task_ids, str(exc)))
+        except Exception as exc:  # reported to the parent, which retries elsewhere
+            conn.send(("error", task_ids, f"{type(exc).__name__}: {exc}"))
+        else:
+            conn.send(("done", task_ids, results, time.perf_counter() - started))
+
+
+# -- the parent side ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Worker:
+    id: int
+    device_id: str
+    process: Any  # multiprocessing.Process (spawn context)
+    conn: Connection
+    ready: bool = False
+    retiring: bool = False
+    in_flight: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Device:
+    spec: DeviceSlots
+    slots: int
+    batch_size: int
+    done: int = 0
+    failures: int = 0
+    oom_events: int = 0
+    load_failures: int = 0
+    load_error: str | None = None
+
+
+@dataclass(slots=True)
+class _Task:
+    task: ChunkTask
+    future: Future[ChunkResult]
+    attempts: int = 0
+    last_error: str = ""
+
+
+class WorkerPool:
+    """Persistent workers over one or more devices; ``submit`` returns a Future per chunk."""
+
+    def __init__(
+        self,
+        devices: Sequence[DeviceSlots],
+        *,
+        max_attempts: int = 2,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        if not devices or sum(d.slots for d in devices) < 1:
+            raise WhisperSubsError("the pool needs at least one worker slot")
+        self._ctx = mp.get_context("spawn")
+        self._devices = {d.device_id: _Device(d, d.slots, max(1, d.batch_size)) for d in devices}
+        self._max_attempts = max_attempts
+        self._on_event = on_event
+        self._lock = threading.Lock()
+        self._scheduler = Scheduler()
+        self._tasks: dict[int, _Task] = {}
+        self._workers: dict[int, _Worker] = {}
+        self._ids = itertools.count()
+        self._worker_ids = itertools.count()
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self._closing = False
+        self._broken: str | None = None
+        self._model_loads = 0
+        self._deaths = 0
+        self._retries = 0
+        self._ready = threading.Event()
+        # Futures are resolved after the lock is released: their callbacks may call status().
+        self._settle: list[tuple[Future[ChunkResult], ChunkResult | BaseException | None]] = []
+        with self._lock:
+            for device in self._devices.values():
+                for _ in range(device.slots):
+                    self._spawn(device)
+        self._thread = threading.Thread(target=self._run, name="whisper-subs-pool", daemon=True)
+        self._thread.start()
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def submit(self, task: ChunkTask) -> Future[ChunkResult]:
+        future: Future[ChunkResult] = Future()
+        with self._lock:
+            if self._broken is not None:
+                future.set_exception(WhisperSubsError(self._broken))
+                return future
+            if self._closing:
+                raise WhisperSubsError("the pool is closed")
+            task_id = next(self._ids)
+            self._tasks[task_id] = _Task(task, future)
+            self._scheduler.add(Pending(task_id, task.group, task.priority, task.duration_s,
+                                        _options_key(task.options)))  # fmt: skip
+        self._wake()
+        return future
+
+    def cancel_group(self, group: str) -> int:
+        """Drop a group's queued chunks at once (their Futures are cancelled); returns how many."""
+        with self._lock:
+            ids = self._scheduler.remove_group(group)
+            futures = [self._tasks.pop(task_id).future for task_id in ids]
+        for future in futures:
+            future.cancel()
+        return len(ids)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until at least one worker has its model loaded (or the pool is broken)."""
+        self._ready.wait(timeout)
+        if self._broken is not None:
+            raise WhisperSubsError(self._broken)
+        return self._ready.is_set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._broken is None
+
+    def status(self) -> PoolStatus:
+        with self._lock:
+            devices = []
+            for device_id, device in self._devices.items():
+                workers = [w for w in self._workers.values() if w.device_id == device_id]
+                devices.append(DeviceStatus(
+                    device_id=device_id, slots=device.slots, workers=len(workers),
+                    active=sum(len(w.in_flight) for w in workers), batch_size=device.batch_size,
+                    done=device.done, failures=device.failures, oom_events=device.oom_events,
+                ))  # fmt: skip
+            return PoolStatus(
+                devices=tuple(devices),
+                max_concurrent=sum(d.slots for d in self._devices.values()),
+                active=sum(d.active for d in devices),
+                queued=len(self._scheduler),
+                model_loads=self._model_loads,
+                worker_deaths=self._deaths,
+                retries=self._retries,
+            )
+
+    def set_slots(self, device_id: str, slots: int) -> None:
+        """Re-plan one device (e.g. after a fresh free-memory reading): grow or shrink it."""
+        with self._lock:
+            self._devices[device_id].slots = max(0, slots)
+            self._fit_workers(device_id)
+        self._wake()
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            futures = [self._tasks.pop(task_id).future for task_id in self._scheduler.drain()]
+        for future in futures:
+            future.cancel()
+        self._wake()
+        self._thread.join(timeout)
+        for worker in list(self._workers.values()):
+            _stop_process(worker, timeout=2.0)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- dispatcher ----------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send_bytes(b"1")
+        except OSError:
+            pass
+
+    def _spawn(self, device: _Device) -> None:
+        parent, child = self._ctx.Pipe(duplex=True)
+        env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", **device.spec.env}
+        threads = device.spec.engine.cpu_threads
+        if device.spec.engine.device == "cpu" and threads:
+            env.setdefault("OMP_NUM_THREADS", str(threads))
+        process = self._ctx.Process(
+            target=_worker_main, args=(child, env, device.spec.engine),
+            name=f"whisper-subs-{device.spec.device_id}", daemon=True,
+        )  # fmt: skip
+        process.start()
+        child.close()
+        worker = _Worker(next(self._worker_ids), device.spec.device_id, process, parent)
+        self._workers[worker.id] = worker
+        log.debug("started worker %d on %s (pid %s)", worker.id, worker.device_id, process.pid)
+
+    def _fit_workers(self, device_id: str) -> None:
+        device = self._devices[device_id]
+        workers = [w for w in self._workers.values() if w.device_id == device_id and not w.retiring]
+        for _ in range(device.slots - len(workers)):
+            if device.load_error is None and not self._closing:
+                self._spawn(device)
+        for worker in sorted(workers, key=lambda w: len(w.in_flight))[: max(0, len(workers) - device.slots)]:
+            worker.retiring = True  # stops once its current batch is done
+            if not worker.in_flight:
+                self._retire(worker)
+
+    def _retire(self, worker: _Worker) -> None:
+        try:
+            worker.conn.send(("stop",))
+        except OSError:
+            pass
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._closing and not any(w.in_flight for w in self._workers.values()):
+                    break
+                conns = {w.conn: w for w in self._workers.values()}
+                sentinels = {w.process.sentinel: w for w in self._workers.values()}
+            ready = wait([self._wake_r, *conns, *sentinels], timeout=1.0)
+            with self._lock:
+                for item in ready:
+                    if item is self._wake_r:
+                        while self._wake_r.poll():
+                            self._wake_r.recv_bytes()
+                    elif item in conns:
+                        self._on_message(conns[item])
+                for item in ready:
+                    if item in sentinels:
+                        self._on_exit(sentinels[item])
+                self._dispatch()
+                settle, self._settle = self._settle, []
+            for future, outcome in settle:
+                if future.cancelled():
+                    continue
+                if outcome is None:
+                    future.cancel()
+                elif isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    def _on_message(self, worker: _Worker) -> None:
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            return  # the sentinel reports the death
+        kind = message[0]
+        device = self._devices[worker.device_id]
+        if kind == "ready":
+            worker.ready = True
+            device.load_failures = 0
+            self._model_loads += 1
+            self._ready.set()
+            self._emit("worker_ready", worker=worker.id, device=worker.device_id,
+                       load_s=message[1])  # fmt: skip
+        elif kind == "load_failed":
+            device.load_failures += 1
+            log.error("worker %d on %s could not load the model: %s", worker.id,
+                      worker.device_id, message[1])  # fmt: skip
+            device.load_error = message[1]  # a load error is not transient: stop respawning
+        elif kind == "done":
+            _, task_ids, results, seconds = message
+            worker.in_flight = []
+            for task_id, result in zip(task_ids, results, strict=True):
+                entry = self._tasks.pop(task_id, None)
+                device.done += 1
+                if entry is not None and not entry.future.cancelled():
+                    self._settle.append((entry.future, result))
+                    self._emit("chunk_done", group=entry.task.group, index=entry.task.index,
+                               device=worker.device_id, audio_s=entry.task.duration_s,
+                               seconds=seconds / max(1, len(task_ids)))  # fmt: skip
+            if worker.retiring:
+                self._retire(worker)
+        elif kind == "oom":
+            _, task_ids, text = message
+            worker.in_flight = []
+            self._on_oom(worker, device, task_ids, text)
+        elif kind == "error":
+            _, task_ids, text = message
+            worker.in_flight = []
+            log.warning("worker %d on %s failed a batch of %d: %s", worker.id, worker.device_id,
+                        len(task_ids), text)  # fmt: skip
+            for task_id in task_ids:
+                # A failed batch of several is retried one chunk at a time (below, by attempts).
+                self._failed_attempt(task_id, worker, text, count=len(task_ids) == 1)
+            if worker.retiring:
+                self._retire(worker)
+
+    def _on_oom(self, worker: _Worker, device: _Device, task_ids: list[int], text: str) -> None:
+        device.oom_events += 1
+        decision = shrink_after_oom(max(1, device.slots), device.batch_size)
+        log.warning("out of memory on %s (%s): %s", worker.device_id, text, decision.reason)
+        self._emit("oom", device=worker.device_id, action=decision.action.value,
+                   slots=decision.slots, batch_size=decision.batch_size)  # fmt: skip
+        if decision.action is OomAction.GIVE_UP:
+            device.slots = 0
+            worker.retiring = True
+            self._retire(worker)
+            for task_id in task_ids:
+                self._failed_attempt(task_id, worker, f"out of memory on {worker.device_id}")
+            return
+        device.slots, device.batch_size = decision.slots, decision.batch_size
+        for task_id in task_ids:
+            self._requeue(task_id)
+        if decision.action is OomAction.DROP_SLOT:
+            worker.retiring = True
+            self._retire(worker)
+
+    def _on_exit(self, worker: _Worker) -> None:
+        while worker.conn.poll():  # what it said before it went
+            try:
+                self._on_message(worker)
+            except (EOFError, OSError):
+                break
+        worker.process.join(0.1)
+        self._workers.pop(worker.id, None)
+        worker.conn.close()
+        device = self._devices[worker.device_id]
+        if worker.retiring or self._closing:
+            return
+        if not worker.ready:
+            device.load_failures += 1
+            if device.load_failures >= MAX_LOAD_FAILURES and device.load_error is None:
+                device.load_error = f"workers on {worker.device_id} die while loading the model"
+        else:
+            self._deaths += 1
+            log.warning("worker %d on %s died (exit code %s); requeueing %d chunk(s)", worker.id,
+                        worker.device_id, worker.process.exitcode, len(worker.in_flight))  # fmt: skip
+            self._emit("worker_died", device=worker.device_id, exitcode=worker.process.exitcode)
+        for task_id in worker.in_flight:
+            self._failed_attempt(task_id, worker, f"worker died (exit code {worker.process.exitcode})")
+        if device.load_error is None:
+            self._spawn(device)
+        elif not any(d.load_error is None for d in self._devices.values()):
+            self._break(device.load_error)
+
+    def _failed_attempt(self, task_id: int, worker: _Worker, text: str, count: bool = True) -> None:
+        entry = self._tasks.get(task_id)
+        if entry is None:
+            return
+        if count:
+            entry.attempts += 1
+            self._devices[worker.device_id].failures += 1
+        entry.last_error = text
+        if entry.attempts >= self._max_attempts:
+            self._tasks.pop(task_id)
+            self._settle.append((entry.future, ChunkFailedError(
+                f"chunk {entry.task.index} of {entry.task.group} "
+                f"({entry.task.duration_s:.1f} s) failed {entry.attempts} times: {text}"
+            )))  # fmt: skip
+            return
+        self._retries += 1
+        self._requeue(task_id, avoid=worker.id if count else None)
+
+    def _requeue(self, task_id: int, avoid: int | None = None) -> None:
+        entry = self._tasks.get(task_id)
+        if entry is None:
+            return
+        task = entry.task
+        pending = Pending(task_id, task.group, task.priority, task.duration_s,
+                          _options_key(task.options))  # fmt: skip
+        if avoid is not None:
+            pending.avoid.add(avoid)
+        self._scheduler.add(pending)
+
+    def _break(self, reason: str) -> None:
+        self._broken = reason
+        self._ready.set()
+        for task_id in self._scheduler.drain():
+            self._settle.append((self._tasks.pop(task_id).future, WhisperSubsError(reason)))
+
+    def _dispatch(self) -> None:
+        live = [w.id for w in self._workers.values() if w.ready and not w.retiring]
+        for worker in list(self._workers.values()):
+            if not worker.ready or worker.retiring or worker.in_flight:
+                continue
+            device = self._devices[worker.device_id]
+            task_ids = self._scheduler.next_batch(worker.id, device.batch_size, live)
+            if not task_ids:
+                continue
+            entries = [self._tasks[t] for t in task_ids]
+            try:
+                worker.conn.send((
+                    "batch", task_ids, [e.task.audio for e in entries], entries[0].task.options,
+                    [e.task.tag for e in entries],
+                ))  # fmt: skip
+            except OSError:
+                for task_id in task_ids:
+                    self._requeue(task_id)
+                continue
+            worker.in_flight = task_ids
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(kind, data)
+            except Exception:  # a listener's bug must not stop the dispatcher
+                log.exception("pool event listener failed on %s", kind)
+
+
+def _options_key(options: DecodeOptions) -> Hashable:
+    return options
+
+
+def _stop_process(worker: _Worker, timeout: float) -> None:
+    try:
+        worker.conn.send(("stop",))
+    except OSError:
+        pass
+    worker.process.join(timeout)
+    if worker.process.is_alive():
+        worker.process.kill()
+        worker.process.join(timeout)
+
+
+def with_batch_size(devices: Sequence[DeviceSlots], batch_size: int) -> list[DeviceSlots]:
+    return [replace(d, batch_size=batch_size) for d in devices]
