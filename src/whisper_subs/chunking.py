@@ -10,6 +10,7 @@ pause on each side, never more than half of it, so neighbours never overlap.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ def _split_long(span: SpeechSpan, max_len: int) -> list[SpeechSpan]:
         return [span]
     parts = math.ceil(length / max_len)
     bounds = [span.start + length * i // parts for i in range(parts + 1)]
-    return [SpeechSpan(a, b) for a, b in zip(bounds, bounds[1:])]
+    return [SpeechSpan(a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def _widest_cut(pieces: Sequence[SpeechSpan], first: int, last: int, min_len: int) -> int:

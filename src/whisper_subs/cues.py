@@ -44,7 +44,7 @@ import logging
 import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from .errors import UsageError
@@ -74,6 +74,8 @@ class CueOptions:
     min_gap_s: float = 2 * NETFLIX_FRAME_S
     # A pause in speech longer than this always ends the cue.
     max_pause_s: float = 1.5
+    # A cue too fast to read may appear up to this long before its first word, in a pause.
+    max_lead_in_s: float = 0.5
     # Width of a half-width character: 1 for Latin scripts, 0.5 for Chinese, Japanese, Korean.
     narrow_char_width: float = 1.0
 
@@ -169,19 +171,68 @@ _OPENERS = "「『（(【《〈〔“‘«‹["
 # English abbreviations whose full stop ends no sentence.
 _ABBREVIATIONS = frozenset(
     {
-        "mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "jr.", "sr.", "vs.", "etc.", "e.g.", "i.e.",
-        "no.", "mt.", "approx.", "inc.", "ltd.",
+        "mr.",
+        "mrs.",
+        "ms.",
+        "dr.",
+        "prof.",
+        "st.",
+        "jr.",
+        "sr.",
+        "vs.",
+        "etc.",
+        "e.g.",
+        "i.e.",
+        "no.",
+        "mt.",
+        "approx.",
+        "inc.",
+        "ltd.",
     }
-)  # fmt: skip
+)
 # English words a line or cue should not end on (Netflix: keep articles with their noun,
 # prepositions and conjunctions with what follows, a subject pronoun with its verb).
 _CLINGING = frozenset(
     {
-        "a", "an", "the", "and", "or", "but", "nor", "of", "to", "in", "on", "at", "by", "for",
-        "with", "from", "into", "onto", "as", "than", "that", "if", "i", "my", "your", "his",
-        "her", "its", "our", "their", "this", "these", "those", "is", "are", "was", "were",
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "nor",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "into",
+        "onto",
+        "as",
+        "than",
+        "that",
+        "if",
+        "i",
+        "my",
+        "your",
+        "his",
+        "her",
+        "its",
+        "our",
+        "their",
+        "this",
+        "these",
+        "those",
+        "is",
+        "are",
+        "was",
+        "were",
     }
-)  # fmt: skip
+)
 
 _SENTENCE, _CLAUSE, _NONE = 2, 1, 0
 
@@ -430,8 +481,13 @@ def _cue_cost(
     return broken, cost
 
 
-def _cut(tokens: Sequence[_Token], options: CueOptions) -> list[tuple[int, int]]:
-    """Best cutting of the tokens into cues, as inclusive (first, last) index pairs."""
+def _cut(
+    tokens: Sequence[_Token], options: CueOptions, forced: frozenset[int] = frozenset()
+) -> list[tuple[int, int]]:
+    """Best cutting of the tokens into cues, as inclusive (first, last) index pairs.
+
+    A token index in ``forced`` always starts a cue.
+    """
     n = len(tokens)
     cap = options.max_line_chars
     best: list[tuple[int, float]] = [(0, 0.0)] + [(1 << 30, math.inf)] * n
@@ -442,7 +498,7 @@ def _cut(tokens: Sequence[_Token], options: CueOptions) -> list[tuple[int, int]]
         for j in range(i, n):
             tok = tokens[j]
             if j > i:
-                if tok.start - speech_end > options.max_pause_s:
+                if tok.start - speech_end > options.max_pause_s or j in forced:
                     break
                 width += tok.sep_w + tok.core_w
                 if line_w + tok.sep_w + tok.core_w <= cap + _EPS:
@@ -472,12 +528,35 @@ def _cut(tokens: Sequence[_Token], options: CueOptions) -> list[tuple[int, int]]
     return groups
 
 
-def build_cues(words: Sequence[Word], options: CueOptions) -> list[Cue]:
-    """Cut timed words into readable cues (see the module docstring for the rules)."""
+def _token_indices(words: Sequence[Word]) -> list[int | None]:
+    """For each word, the index of its token (None for a whitespace-only word)."""
+    out: list[int | None] = []
+    n = 0
+    for word in words:
+        if " ".join(word.word.split()):
+            out.append(n)
+            n += 1
+        else:
+            out.append(None)
+    return out
+
+
+def build_cues(
+    words: Sequence[Word], options: CueOptions, breaks: Collection[int] = ()
+) -> list[Cue]:
+    """Cut timed words into readable cues (see the module docstring for the rules).
+
+    ``breaks``: indices of words that must start a cue (e.g. where a segment starts after a
+    pause VAD found); the cutting is free everywhere else.
+    """
     tokens = _tokens_from_words(words, options.narrow_char_width)
     if not tokens:
         return []
-    groups = _cut(tokens, options)
+    token_of_word = _token_indices(words)
+    forced = frozenset(
+        t for b in breaks if 0 <= b < len(words) and (t := token_of_word[b]) is not None
+    )
+    groups = _cut(tokens, options, forced)
     cues = []
     for k, (i, j) in enumerate(groups):
         part = tokens[i : j + 1]
@@ -488,7 +567,27 @@ def build_cues(words: Sequence[Word], options: CueOptions) -> list[Cue]:
         end = _cue_end(start, speech_end, width, nxt, options)
         cues.append(Cue(start=start, end=end, text="\n".join(_layout(part, options))))
     log.debug("built %d cues from %d words", len(cues), len(tokens))
-    return cues
+    return _lead_in(cues, options)
+
+
+def _lead_in(cues: list[Cue], options: CueOptions) -> list[Cue]:
+    """Start a cue that is too fast to read a little early, where the pause before allows.
+
+    Speech faster than ``max_cps`` with no pause after it cannot be fixed by cutting (a cut
+    removes time, too) nor by ending later (the next cue follows at once); the pause before it
+    is the only time left. Subtitlers call this lead-in; it is kept under ``max_lead_in_s``.
+    """
+    out: list[Cue] = []
+    for cue in cues:
+        width = text_width(cue.text.replace("\n", ""), options.narrow_char_width)
+        need = width / options.max_cps - (cue.end - cue.start)
+        if need > 0 and options.max_lead_in_s > 0:
+            earliest = out[-1].end + options.min_gap_s if out else 0.0
+            start = max(cue.start - min(need, options.max_lead_in_s), earliest)
+            if start < cue.start:
+                cue = dataclasses.replace(cue, start=start)
+        out.append(cue)
+    return out
 
 
 def cues_from_segments(segments: Sequence[Segment], options: CueOptions) -> list[Cue]:

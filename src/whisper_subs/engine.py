@@ -144,19 +144,33 @@ class FasterWhisperEngine:
         from faster_whisper.transcribe import TranscriptionOptions
 
         return TranscriptionOptions(
-            beam_size=options.beam_size, best_of=5, patience=1.0, length_penalty=1.0,
-            repetition_penalty=1.0, no_repeat_ngram_size=0,
+            beam_size=options.beam_size,
+            best_of=5,
+            patience=1.0,
+            length_penalty=1.0,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
             log_prob_threshold=options.log_prob_threshold,
             no_speech_threshold=options.no_speech_threshold,
             compression_ratio_threshold=options.compression_ratio_threshold,
-            condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
-            temperatures=list(temperatures), initial_prompt=options.initial_prompt, prefix=None,
-            suppress_blank=True, suppress_tokens=[-1], without_timestamps=True,
-            max_initial_timestamp=0.0, word_timestamps=True,
-            prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、",
-            multilingual=False, max_new_tokens=None, clip_timestamps="0",
-            hallucination_silence_threshold=None, hotwords=None,
-        )  # fmt: skip
+            condition_on_previous_text=False,
+            prompt_reset_on_temperature=0.5,
+            temperatures=list(temperatures),
+            initial_prompt=options.initial_prompt,
+            prefix=None,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            without_timestamps=True,
+            max_initial_timestamp=0.0,
+            word_timestamps=True,
+            prepend_punctuations="\"'“¿([{-",
+            append_punctuations="\"'.。,，!！?？:：”)]}、",
+            multilingual=False,
+            max_new_tokens=None,
+            clip_timestamps="0",
+            hallucination_silence_threshold=None,
+            hotwords=None,
+        )
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
         from faster_whisper.audio import pad_or_trim
@@ -195,7 +209,9 @@ class FasterWhisperEngine:
         for i, language in enumerate(languages):
             groups.setdefault(language, []).append(i)
         for language, indices in groups.items():
-            enc = encoder_output if len(groups) == 1 else self._encode([features[i] for i in indices])
+            enc = (
+                encoder_output if len(groups) == 1 else self._encode([features[i] for i in indices])
+            )
             segments = self._decode_group(
                 [batch[i] for i in indices], [features[i] for i in indices], enc, language, options
             )
@@ -229,14 +245,25 @@ class FasterWhisperEngine:
         hop = self.model.feature_extractor.hop_length
         sizes = [min(audio.size // hop, 3000) for audio in audios]
         per_chunk = [
-            [{"start": 0.0, "end": audio.size / SAMPLE_RATE, "seek": 0,
-              "tokens": [t for t in output["tokens"] if t < tokenizer.eot]}]
+            [
+                {
+                    "start": 0.0,
+                    "end": audio.size / SAMPLE_RATE,
+                    "seek": 0,
+                    "tokens": [t for t in output["tokens"] if t < tokenizer.eot],
+                }
+            ]
             for audio, output in zip(audios, outputs, strict=True)
-        ]  # fmt: skip
+        ]
         self.model.add_word_timestamps(
-            per_chunk, tokenizer, encoder_output, sizes,
-            fw_options.prepend_punctuations, fw_options.append_punctuations, 0.0,
-        )  # fmt: skip
+            per_chunk,
+            tokenizer,
+            encoder_output,
+            sizes,
+            fw_options.prepend_punctuations,
+            fw_options.append_punctuations,
+            0.0,
+        )
         segments = []
         for dicts, output in zip(per_chunk, outputs, strict=True):
             words = [
@@ -245,9 +272,11 @@ class FasterWhisperEngine:
             ]
             segments.append(
                 segments_from_words(
-                    words, output["avg_logprob"], output["no_speech_prob"],
+                    words,
+                    output["avg_logprob"],
+                    output["no_speech_prob"],
                     output["compression_ratio"],
-                )  # fmt: skip
+                )
             )
         return segments
 
@@ -260,19 +289,28 @@ class FasterWhisperEngine:
         features: list[np.ndarray],
     ) -> list[dict[str, Any]]:
         results = self.model.model.generate(
-            encoder_output, [list(prompt) for _ in features],
-            beam_size=fw_options.beam_size, patience=fw_options.patience,
-            length_penalty=fw_options.length_penalty, max_length=self.model.max_length,
-            return_scores=True, return_no_speech_prob=True,
-            suppress_blank=fw_options.suppress_blank, suppress_tokens=fw_options.suppress_tokens,
-        )  # fmt: skip
+            encoder_output,
+            [list(prompt) for _ in features],
+            beam_size=fw_options.beam_size,
+            patience=fw_options.patience,
+            length_penalty=fw_options.length_penalty,
+            max_length=self.model.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=fw_options.suppress_blank,
+            suppress_tokens=fw_options.suppress_tokens,
+        )
         outputs: list[dict[str, Any]] = []
         for i, result in enumerate(results):
             tokens = result.sequences_ids[0]
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
             ratio = compression_ratio(tokenizer.decode(tokens).strip())
-            output = {"tokens": tokens, "avg_logprob": avg_logprob,
-                      "no_speech_prob": result.no_speech_prob, "compression_ratio": ratio}  # fmt: skip
+            output = {
+                "tokens": tokens,
+                "avg_logprob": avg_logprob,
+                "no_speech_prob": result.no_speech_prob,
+                "compression_ratio": ratio,
+            }
             if self._needs_fallback(output, fw_options) and len(fw_options.temperatures) > 1:
                 output = self._fallback(features[i], prompt, tokenizer, fw_options, output)
             outputs.append(output)
@@ -299,8 +337,12 @@ class FasterWhisperEngine:
         result, avg_logprob, _temperature, ratio = self.model.generate_with_fallback(
             enc, prompt, tokenizer, ladder
         )
-        second = {"tokens": result.sequences_ids[0], "avg_logprob": avg_logprob,
-                  "no_speech_prob": result.no_speech_prob, "compression_ratio": ratio}  # fmt: skip
+        second = {
+            "tokens": result.sequences_ids[0],
+            "avg_logprob": avg_logprob,
+            "no_speech_prob": result.no_speech_prob,
+            "compression_ratio": ratio,
+        }
         if self._needs_fallback(second, fw_options) and first["avg_logprob"] > avg_logprob:
             return first
         return second

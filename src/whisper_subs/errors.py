@@ -46,3 +46,19 @@ class InvalidTransitionError(WhisperSubsError):
 
 class DownloadError(WhisperSubsError):
     """A URL could not be fetched."""
+
+
+class JobNotFinishedError(WhisperSubsError):
+    """A job's outputs were asked for before the job was done (HTTP 409)."""
+
+
+class OutputNotFoundError(WhisperSubsError):
+    """A finished job has no output in the requested format (HTTP 404)."""
+
+
+class PayloadTooLargeError(WhisperSubsError):
+    """An upload is larger than the server accepts (HTTP 413)."""
+
+
+class AuthenticationError(WhisperSubsError):
+    """A request lacks the API key the server requires, or gives a wrong one (HTTP 401)."""

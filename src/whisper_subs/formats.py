@@ -67,11 +67,15 @@ def to_json_data(transcript: Transcript) -> dict[str, Any]:
                 "end": s.end,
                 "text": s.text,
                 "words": [
-                    {"start": w.start, "end": w.end, "word": w.word,
-                     "probability": round(w.probability, 4)}
+                    {
+                        "start": w.start,
+                        "end": w.end,
+                        "word": w.word,
+                        "probability": round(w.probability, 4),
+                    }
                     for w in s.words
                 ],
-            }  # fmt: skip
+            }
             for s in transcript.segments
         ],
         "cues": [{"start": c.start, "end": c.end, "text": c.text} for c in transcript.cues],

@@ -25,8 +25,34 @@ TRUNCATION_TOLERANCE = 0.97
 TRUNCATION_MIN_MISSING_S = 0.5
 
 MEDIA_SUFFIXES = frozenset(
-    ".wav .flac .mp3 .m4a .aac .ogg .oga .opus .wma .webm .mp4 .m4v .mkv .mov .avi .mpg .mpeg "
-    ".ts .3gp .amr .aiff .aif .caf .mka .wv .ac3".split()
+    [
+        ".wav",
+        ".flac",
+        ".mp3",
+        ".m4a",
+        ".aac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".wma",
+        ".webm",
+        ".mp4",
+        ".m4v",
+        ".mkv",
+        ".mov",
+        ".avi",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".3gp",
+        ".amr",
+        ".aiff",
+        ".aif",
+        ".caf",
+        ".mka",
+        ".wv",
+        ".ac3",
+    ]
 )
 
 
@@ -39,13 +65,14 @@ def decode_audio(path: str | Path) -> np.ndarray:
         raise MediaError(f"{path}: is a folder, not a media file")
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: file is empty")
+    _check_riff_size(path)
     try:
         container = av.open(str(path), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         raise MediaError(f"{path}: not a media file ffmpeg can read ({exc})") from exc
     with container:
         if not container.streams.audio:
-            raise MediaError(f"{path}: has no audio stream")
+            raise MediaError(f"{path}: not a media file with sound (no audio stream found)")
         stream = container.streams.audio[0]
         declared_s = _declared_duration_s(container, stream)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
@@ -74,14 +101,42 @@ def decode_audio(path: str | Path) -> np.ndarray:
     decoded_s = audio.size / SAMPLE_RATE
     if audio.size == 0:
         raise MediaError(f"{path}: no audio could be decoded (empty or truncated stream)")
-    if declared_s and decoded_s < declared_s * TRUNCATION_TOLERANCE and (
-        declared_s - decoded_s > TRUNCATION_MIN_MISSING_S
+    if (
+        declared_s
+        and decoded_s < declared_s * TRUNCATION_TOLERANCE
+        and (declared_s - decoded_s > TRUNCATION_MIN_MISSING_S)
     ):
         raise MediaError(
             f"{path}: truncated: decoded {decoded_s:.1f} s of the {declared_s:.1f} s the "
             "container declares"
         )
     return audio
+
+
+def _check_riff_size(path: Path) -> None:
+    """A WAV whose data chunk claims more bytes than the file has was cut short.
+
+    ffmpeg trusts the file size for WAV, so the declared-duration check cannot see this.
+    Streaming writers leave 0 or 0xFFFFFFFF as the size: those are not checked.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk == b"data":
+            if size in (0, 0xFFFFFFFF):
+                return
+            available = path.stat().st_size - (pos + 8)
+            if available < size * TRUNCATION_TOLERANCE:
+                raise MediaError(
+                    f"{path}: truncated: the WAV header declares {size} bytes of audio, the file "
+                    f"holds {max(0, available)}"
+                )
+            return
+        pos += 8 + size + (size & 1)
 
 
 def _declared_duration_s(container: av.container.InputContainer, stream: av.AudioStream) -> float:

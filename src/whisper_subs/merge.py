@@ -7,6 +7,8 @@ to de-duplicate text at an edge.
 
 from __future__ import annotations
 
+import itertools
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -60,3 +62,41 @@ def majority_language(chunks: Sequence[Chunk], results: Mapping[int, ChunkResult
         if result is not None and result.segments:
             weights[result.language] += chunk.duration_s
     return weights.most_common(1)[0][0] if weights else ""
+
+
+def snap_to_speech(
+    segments: Sequence[Segment], spans_s: Sequence[tuple[float, float]], min_gap_s: float = 0.15
+) -> list[Segment]:
+    """Move word edges that reach into a VAD pause back to the pause's edge.
+
+    Whisper's cross-attention alignment smears word edges into neighbouring silence: a word
+    after a pause often "starts" before the pause, and its end is the more reliable edge. VAD
+    knows where the pause is: a word that starts inside a pause, or spans all of one, starts at
+    its end; a word that ends inside one ends at its start. Words keep their order.
+    """
+    gaps = [
+        (a_end, b_start)
+        for (_, a_end), (b_start, _) in itertools.pairwise(spans_s)
+        if b_start - a_end >= min_gap_s
+    ]
+    if not gaps:
+        return list(segments)
+    starts = [g[0] for g in gaps]
+    out = []
+    for segment in segments:
+        words = []
+        for word in segment.words:
+            start, end = word.start, word.end
+            i = bisect_right(starts, start) - 1
+            if i >= 0 and start < gaps[i][1] < end:  # starts inside the pause
+                start = gaps[i][1]
+            elif i + 1 < len(gaps) and start <= gaps[i + 1][0] and gaps[i + 1][1] < end:
+                start = gaps[i + 1][1]  # spans a whole pause
+            j = bisect_right(starts, end) - 1
+            if j >= 0 and start < gaps[j][0] < end < gaps[j][1]:
+                end = gaps[j][0]
+            words.append(replace(word, start=round(start, 3), end=round(end, 3)))
+        if words:
+            segment = replace(segment, start=words[0].start, end=words[-1].end, words=tuple(words))
+        out.append(segment)
+    return out

@@ -23,11 +23,27 @@ log = logging.getLogger(__name__)
 # Names faster-whisper knows how to download from the hub (faster_whisper.utils._MODELS).
 HUB_MODELS = frozenset(
     {
-        "tiny.en", "tiny", "base.en", "base", "small.en", "small", "medium.en", "medium",
-        "large-v1", "large-v2", "large-v3", "large", "distil-large-v2", "distil-medium.en",
-        "distil-small.en", "distil-large-v3", "distil-large-v3.5", "large-v3-turbo", "turbo",
+        "tiny.en",
+        "tiny",
+        "base.en",
+        "base",
+        "small.en",
+        "small",
+        "medium.en",
+        "medium",
+        "large-v1",
+        "large-v2",
+        "large-v3",
+        "large",
+        "distil-large-v2",
+        "distil-medium.en",
+        "distil-small.en",
+        "distil-large-v3",
+        "distil-large-v3.5",
+        "large-v3-turbo",
+        "turbo",
     }
-)  # fmt: skip
+)
 MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 
@@ -163,7 +179,9 @@ def resolve_model(name: str, cache_dir: Path | None = None) -> ResolvedModel:
             return ResolvedModel(name=name, location=str(folder), local=True)
     if name in HUB_MODELS or "/" in name:
         hint = f" (offline: {_install_hint(EMBEDDED[name])})" if name in EMBEDDED else ""
-        log.info("model %s is not embedded; faster-whisper will fetch it from the hub%s", name, hint)
+        log.info(
+            "model %s is not embedded; faster-whisper will fetch it from the hub%s", name, hint
+        )
         return ResolvedModel(name=name, location=name, local=False)
     known = ", ".join(sorted(EMBEDDED | dict.fromkeys(HUB_MODELS)))
     raise ModelNotFoundError(

@@ -25,9 +25,10 @@ from .errors import ChunkFailedError, MediaError, WhisperSubsError
 from .formats import write_outputs
 from .guards import GuardOptions, apply_guards
 from .media import decode_audio
-from .merge import majority_language, merge_chunks
+from .merge import majority_language, merge_chunks, snap_to_speech
 from .pool import ChunkTask, WorkerPool
 from .script import convert_segments, resolve_script
+from .sentences import resegment
 from .types import SAMPLE_RATE, Chunk, ChunkError, ChunkResult, Cue, Segment, SpeechSpan, Transcript
 from .vad import VadOptions, detect_speech
 
@@ -97,12 +98,12 @@ def finish(
     options: PipelineOptions,
 ) -> Transcript:
     """Merge chunk results into one transcript with guards, script conversion and cues."""
-    segments = merge_chunks(prepared.chunks, results)
+    spans_s = [(s.start / SAMPLE_RATE, s.end / SAMPLE_RATE) for s in prepared.spans]
+    segments = resegment(snap_to_speech(merge_chunks(prepared.chunks, results), spans_s))
     language = majority_language(prepared.chunks, results) or (options.decode.language or "")
     subs = options.subtitles
     removed = []
     if not subs.keep_all:
-        spans_s = [(s.start / SAMPLE_RATE, s.end / SAMPLE_RATE) for s in prepared.spans]
         segments, removed = apply_guards(segments, spans_s, GuardOptions())
     target = resolve_script(subs.chinese_script, subs.language_tag) if subs.chinese_script else None
     if target is not None and language.startswith("zh"):
@@ -130,7 +131,13 @@ def _cues(segments: Sequence[Segment], options: CueOptions, style: str) -> list[
     if style == "segments":
         return cues_from_segments(segments, options)
     words = [w for s in segments for w in s.words]
-    return build_cues(words, options)
+    # A segment that starts after a pause starts a cue: cues never straddle VAD's pauses.
+    breaks, n = [], 0
+    for previous, segment in zip([None, *segments], segments, strict=False):
+        if previous is not None and previous.words and segment.start - previous.end >= 0.4:
+            breaks.append(n)
+        n += len(segment.words)
+    return build_cues(words, options, breaks)
 
 
 def collect(
@@ -229,10 +236,14 @@ class Transcriber:
                         item = (key, None, {}, str(exc))
                     else:
                         futures = self._submit(prepared, f"input{n}")
-                        self._on_progress("file_planned", {
-                            "source": key, "chunks": len(prepared.chunks),
-                            "duration_s": prepared.duration_s,
-                        })  # fmt: skip
+                        self._on_progress(
+                            "file_planned",
+                            {
+                                "source": key,
+                                "chunks": len(prepared.chunks),
+                                "duration_s": prepared.duration_s,
+                            },
+                        )
                         item = (key, prepared, futures, None)
                     with lock:
                         queue.append(item)
@@ -257,13 +268,16 @@ class Transcriber:
                 key, prepared, futures, error = queue.pop(0)
             try:
                 if prepared is None:
-                    yield Outcome(key, error=error, seconds=time.perf_counter() - started.get(key, 0))
+                    yield Outcome(
+                        key, error=error, seconds=time.perf_counter() - started.get(key, 0)
+                    )
                     continue
                 results, errors = collect(prepared, futures)
                 transcript = finish(prepared, results, errors, self.options)
                 outputs = write(key, transcript) if write is not None else {}
-                yield Outcome(key, transcript, outputs=outputs,
-                              seconds=time.perf_counter() - started[key])  # fmt: skip
+                yield Outcome(
+                    key, transcript, outputs=outputs, seconds=time.perf_counter() - started[key]
+                )
             except WhisperSubsError as exc:
                 yield Outcome(key, error=str(exc))
             finally:

@@ -32,7 +32,8 @@ class Summary:
     def format(self) -> str:
         return (
             f"{self.inputs} input(s), {self.failed_inputs} failed; audio {self.audio_s:.1f} s in "
-            f"{self.wall_s:.1f} s wall = {self.x_realtime:.1f}x realtime; {self.workers} worker(s), "
+            f"{self.wall_s:.1f} s wall = {self.x_realtime:.1f}x realtime; "
+            f"{self.workers} worker(s), "
             f"{self.model_loads} model load(s); {self.failed_chunks} chunk(s) failed, "
             f"{self.retries} retried, {self.worker_deaths} worker(s) replaced"
         )

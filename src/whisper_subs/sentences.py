@@ -14,6 +14,8 @@ SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
 CLAUSE_END = (",", ";", ":", "，", "；", "：", "、")
 MAX_SEGMENT_S = 12.0  # longer sentences are cut at a clause mark or the widest pause
 PAUSE_S = 1.0  # a pause this long ends a segment even inside a sentence
+SHORT_PAUSE_S = 0.3  # ... and this long, once the segment has MIN_SPLIT_S of speech
+MIN_SPLIT_S = 1.0
 
 
 def segments_from_words(
@@ -28,7 +30,14 @@ def segments_from_words(
     for i, word in enumerate(words):
         current.append(word)
         nxt = words[i + 1] if i + 1 < len(words) else None
-        if nxt is None or word.word.strip().endswith(SENTENCE_END) or nxt.start - word.end >= PAUSE_S:
+        pause = nxt.start - word.end if nxt is not None else 0.0
+        long_enough = word.end - current[0].start >= MIN_SPLIT_S
+        if (
+            nxt is None
+            or word.word.strip().endswith(SENTENCE_END)
+            or pause >= PAUSE_S
+            or (pause >= SHORT_PAUSE_S and long_enough)
+        ):
             groups.extend(_cap_length(current))
             current = []
     return [
@@ -42,6 +51,19 @@ def segments_from_words(
             compression_ratio=compression_ratio,
         )
         for group in groups
+    ]
+
+
+def resegment(segments: Sequence[Segment]) -> list[Segment]:
+    """Split segments again after their word times changed (e.g. snapped to VAD pauses)."""
+    return [
+        piece
+        for s in segments
+        for piece in (
+            segments_from_words(s.words, s.avg_logprob, s.no_speech_prob, s.compression_ratio)
+            if s.words
+            else [s]
+        )
     ]
 
 

@@ -17,7 +17,7 @@ class SpeechSpan:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A slice of one input's audio, ``[start, end)`` in samples, that starts and ends in a pause."""
+    """A slice of one input's audio, ``[start, end)`` in samples, starting and ending in pauses."""
 
     index: int
     start: int

@@ -41,7 +41,9 @@ class WorkerOptions:
 
     def __post_init__(self) -> None:
         if self.device not in DEVICE_CHOICES:
-            raise UsageError(f"--device must be one of {', '.join(DEVICE_CHOICES)}, got {self.device!r}")
+            raise UsageError(
+                f"--device must be one of {', '.join(DEVICE_CHOICES)}, got {self.device!r}"
+            )
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {self.workers}")
         if self.threads is not None and self.threads < 1:
@@ -76,9 +78,12 @@ def plan_workers(
         compute_type,
         options.batch_size,
         CapacityOptions(
-            margin=options.margin, min_slots=options.min_slots, max_slots=options.max_slots,
-            cpu=True if selected.cpu and selected.gpus else None, cpu_threads=options.threads,
-        ),  # fmt: skip
+            margin=options.margin,
+            min_slots=options.min_slots,
+            max_slots=options.max_slots,
+            cpu=True if selected.cpu and selected.gpus else None,
+            cpu_threads=options.threads,
+        ),
         cpu_count(),
         memory=system_memory(),
     )
@@ -91,12 +96,18 @@ def plan_workers(
         if device.slots < 1:
             continue
         if device.kind == "cuda":
-            engine = EngineSpec(model.location, "cuda", compute_type_for("cuda", options.compute_type),
-                                fake=fake)  # fmt: skip
+            engine = EngineSpec(
+                model.location, "cuda", compute_type_for("cuda", options.compute_type), fake=fake
+            )
             env = cuda_env(by_id[device.id])
         else:
-            engine = EngineSpec(model.location, "cpu", compute_type_for("cpu", options.compute_type),
-                                cpu_threads=device.threads, fake=fake)  # fmt: skip
+            engine = EngineSpec(
+                model.location,
+                "cpu",
+                compute_type_for("cpu", options.compute_type),
+                cpu_threads=device.threads,
+                fake=fake,
+            )
             env = {"OMP_NUM_THREADS": str(device.threads)}
         slots.append(DeviceSlots(device.id, device.slots, engine, env, options.batch_size))
     return plan, slots
@@ -108,9 +119,12 @@ def _override_workers(plan: CapacityPlan, workers: int, threads: int | None) -> 
     for device in plan.devices:
         if device.kind == "cpu":
             per = threads or max(1, cores // workers)
-            device = replace(device, slots=workers, threads=per,
-                             reason=f"--workers {workers} x {per} thread(s)")  # fmt: skip
+            device = replace(
+                device, slots=workers, threads=per, reason=f"--workers {workers} x {per} thread(s)"
+            )
         elif device.slots:
-            device = replace(device, slots=workers, reason=f"--workers {workers} (plan: {device.slots})")
+            device = replace(
+                device, slots=workers, reason=f"--workers {workers} (plan: {device.slots})"
+            )
         devices.append(device)
     return replace(plan, devices=tuple(devices))
