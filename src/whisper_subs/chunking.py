@@ -22,7 +22,7 @@ from .types import SAMPLE_RATE, Chunk, SpeechSpan
 @dataclass(frozen=True, slots=True)
 class ChunkOptions:
     max_chunk_s: float = 30.0  # no chunk is longer (Whisper's window)
-    min_chunk_s: float = 15.0  # when a group must be cut, cut where this much is kept
+    min_chunk_s: float = 24.0  # when a group must be cut, cut where this much is kept
     min_span_s: float = 0.1  # speech spans shorter than this are noise and dropped
     pad_s: float = 0.3  # pause kept on each side of a chunk, at most half the pause
 

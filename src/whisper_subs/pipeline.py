@@ -295,3 +295,34 @@ def output_writer(
         return write_outputs(transcript, formats, output_dir or path.parent, path.stem)
 
     return write
+
+
+def transcribe(
+    source: str | Path | np.ndarray,
+    *,
+    model: str = "base",
+    language: str | None = None,
+    task: str = "transcribe",
+    device: str = "auto",
+    workers: int | None = None,
+    options: PipelineOptions | None = None,
+    pool: WorkerPool | None = None,
+) -> Transcript:
+    """Transcribe one file (or 16 kHz mono float32 array) to a Transcript with cues.
+
+    Starts a pool for this call unless ``pool`` is given; programs that transcribe many inputs
+    should keep one ``WorkerPool`` (models load once per worker) and use a ``Transcriber``.
+    """
+    from dataclasses import replace
+
+    from .models import resolve_model
+    from .workers import WorkerOptions, plan_workers
+
+    options = options or PipelineOptions()
+    if language is not None or task != "transcribe":
+        options = replace(options, decode=replace(options.decode, language=language, task=task))
+    if pool is not None:
+        return Transcriber(pool, options).transcribe(source)
+    _, slots = plan_workers(resolve_model(model), WorkerOptions(device=device, workers=workers))
+    with WorkerPool(slots) as own_pool:
+        return Transcriber(own_pool, options).transcribe(source)

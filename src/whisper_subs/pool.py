@@ -506,7 +506,11 @@ class WorkerPool:
             if not worker.ready or worker.retiring or worker.in_flight:
                 continue
             device = self._devices[worker.device_id]
-            task_ids = self._scheduler.next_batch(worker.id, device.batch_size, live)
+            # Near the end of the queue, smaller batches: every worker gets a share of the tail
+            # instead of one worker taking a full batch while the others wait.
+            fair_share = -(-len(self._scheduler) // max(1, len(live)))
+            size = max(1, min(device.batch_size, fair_share))
+            task_ids = self._scheduler.next_batch(worker.id, size, live)
             if not task_ids:
                 continue
             entries = [self._tasks[t] for t in task_ids]
