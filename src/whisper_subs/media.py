@@ -160,3 +160,14 @@ def find_inputs(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield from found
         else:
             yield path  # decode_audio reports a missing or bad file
+
+
+def probe_duration(path: str | Path) -> float | None:
+    """The duration a container declares, without decoding (None when it does not say)."""
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                return None
+            return _declared_duration_s(container, container.streams.audio[0]) or None
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError):
+        return None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 
 from .capacity import CapacityOptions, CapacityPlan, ensure_usable, plan_capacity
 from .devices import (
+    GpuInfo,
     cpu_count,
     cuda_env,
     discover_gpus,
@@ -62,6 +64,18 @@ def plan_workers(
     model: ResolvedModel, options: WorkerOptions, fake: FakeBehaviour | None = None
 ) -> tuple[CapacityPlan, list[DeviceSlots]]:
     """The capacity plan for ``options`` and the pool's slots that follow from it."""
+    plan, slots, _ = plan_run(model, options, fake=fake)
+    return plan, slots
+
+
+def plan_run(
+    model: ResolvedModel,
+    options: WorkerOptions,
+    duration_s: float | None = None,
+    multi_device_min_s: float = 0.0,
+    fake: FakeBehaviour | None = None,
+) -> tuple[CapacityPlan, list[DeviceSlots], str]:
+    """Like plan_workers, sized for ``duration_s`` of audio (see size_for_input), with why."""
     gpus = [] if options.device == "cpu" else discover_gpus(options.fake_gpus)
     if options.device == "cpu":
         selection = parse_device_list("cpu")
@@ -89,9 +103,23 @@ def plan_workers(
     )
     if options.workers is not None:
         plan = _override_workers(plan, options.workers, options.threads)
+        reason = f"{plan.max_concurrent} worker(s): --workers {options.workers}"
+    else:
+        plan, reason = size_for_input(plan, duration_s, multi_device_min_s, cpu_count())
     ensure_usable(plan)
+    return plan, slots_for_plan(plan, model, options, list(selected.gpus), fake), reason
+
+
+def slots_for_plan(
+    plan: CapacityPlan,
+    model: ResolvedModel,
+    options: WorkerOptions,
+    gpus: list[GpuInfo],
+    fake: FakeBehaviour | None = None,
+) -> list[DeviceSlots]:
+    """The pool's DeviceSlots for each device of ``plan`` that has slots."""
     slots = []
-    by_id = {g.id: g for g in selected.gpus}
+    by_id = {g.id: g for g in gpus}
     for device in plan.devices:
         if device.slots < 1:
             continue
@@ -110,7 +138,7 @@ def plan_workers(
             )
             env = {"OMP_NUM_THREADS": str(device.threads)}
         slots.append(DeviceSlots(device.id, device.slots, engine, env, options.batch_size))
-    return plan, slots
+    return slots
 
 
 def _override_workers(plan: CapacityPlan, workers: int, threads: int | None) -> CapacityPlan:
@@ -128,3 +156,35 @@ def _override_workers(plan: CapacityPlan, workers: int, threads: int | None) -> 
             )
         devices.append(device)
     return replace(plan, devices=tuple(devices))
+
+
+def size_for_input(
+    plan: CapacityPlan, duration_s: float | None, multi_device_min_s: float, cpu_cores: int
+) -> tuple[CapacityPlan, str]:
+    """Shrink the plan for a short run, where more workers would cost more than they save.
+
+    Each worker loads its own model copy (seconds on a GPU, and on a CPU the loads compete for
+    the same cores) and a chunk is ~27 s of audio. Under ``multi_device_min_s`` of audio the run
+    uses one device, and at most one worker per two chunks on it; a CPU worker then gets the
+    cores the others would have had. Returns the plan and the reason, for the summary.
+    """
+    if duration_s is None or duration_s >= multi_device_min_s or plan.max_concurrent <= 1:
+        return plan, f"{plan.max_concurrent} worker(s): the full plan"
+    chunks = max(1, math.ceil(duration_s / 27.0))
+    used = [d for d in plan.devices if d.slots > 0]
+    first = max(used, key=lambda d: (d.kind == "cuda", d.slots))
+    workers = max(1, min(first.slots, chunks // 2))
+    devices = []
+    for device in plan.devices:
+        if device is not first:
+            devices.append(replace(device, slots=0, reason="not used for a short run"))
+        elif device.kind == "cpu":
+            threads = max(device.threads, cpu_cores // workers)
+            devices.append(replace(device, slots=workers, threads=threads))
+        else:
+            devices.append(replace(device, slots=workers))
+    reason = (
+        f"{workers} worker(s) on {first.id}: {duration_s:.0f} s of audio (under "
+        f"{multi_device_min_s:.0f} s, about {chunks} chunk(s)) does not pay for more model loads"
+    )
+    return replace(plan, devices=tuple(devices)), reason
