@@ -15,6 +15,7 @@ an attempt. Nothing is dropped silently.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import multiprocessing as mp
@@ -95,15 +96,26 @@ class PoolStatus:
     def to_json(self) -> dict[str, Any]:
         return {
             "devices": [
-                {"id": d.device_id, "slots": d.slots, "workers": d.workers, "active": d.active,
-                 "queued": self.queued, "batch_size": d.batch_size, "done": d.done,
-                 "failures": d.failures, "oom_events": d.oom_events}
+                {
+                    "id": d.device_id,
+                    "slots": d.slots,
+                    "workers": d.workers,
+                    "active": d.active,
+                    "queued": self.queued,
+                    "batch_size": d.batch_size,
+                    "done": d.done,
+                    "failures": d.failures,
+                    "oom_events": d.oom_events,
+                }
                 for d in self.devices
             ],
-            "max_concurrent": self.max_concurrent, "active": self.active, "queued": self.queued,
-            "model_loads": self.model_loads, "worker_deaths": self.worker_deaths,
+            "max_concurrent": self.max_concurrent,
+            "active": self.active,
+            "queued": self.queued,
+            "model_loads": self.model_loads,
+            "worker_deaths": self.worker_deaths,
             "retries": self.retries,
-        }  # fmt: skip
+        }
 
 
 # -- the worker process ------------------------------------------------------------------------
@@ -228,8 +240,11 @@ class WorkerPool:
                 raise WhisperSubsError("the pool is closed")
             task_id = next(self._ids)
             self._tasks[task_id] = _Task(task, future)
-            self._scheduler.add(Pending(task_id, task.group, task.priority, task.duration_s,
-                                        _options_key(task.options)))  # fmt: skip
+            self._scheduler.add(
+                Pending(
+                    task_id, task.group, task.priority, task.duration_s, _options_key(task.options)
+                )
+            )
         self._wake()
         return future
 
@@ -239,7 +254,7 @@ class WorkerPool:
             ids = self._scheduler.remove_group(group)
             futures = [self._tasks.pop(task_id).future for task_id in ids]
         for future in futures:
-            future.cancel()
+            _cancel(future)
         return len(ids)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
@@ -258,11 +273,18 @@ class WorkerPool:
             devices = []
             for device_id, device in self._devices.items():
                 workers = [w for w in self._workers.values() if w.device_id == device_id]
-                devices.append(DeviceStatus(
-                    device_id=device_id, slots=device.slots, workers=len(workers),
-                    active=sum(len(w.in_flight) for w in workers), batch_size=device.batch_size,
-                    done=device.done, failures=device.failures, oom_events=device.oom_events,
-                ))  # fmt: skip
+                devices.append(
+                    DeviceStatus(
+                        device_id=device_id,
+                        slots=device.slots,
+                        workers=len(workers),
+                        active=sum(len(w.in_flight) for w in workers),
+                        batch_size=device.batch_size,
+                        done=device.done,
+                        failures=device.failures,
+                        oom_events=device.oom_events,
+                    )
+                )
             return PoolStatus(
                 devices=tuple(devices),
                 max_concurrent=sum(d.slots for d in self._devices.values()),
@@ -287,11 +309,16 @@ class WorkerPool:
             self._closing = True
             futures = [self._tasks.pop(task_id).future for task_id in self._scheduler.drain()]
         for future in futures:
-            future.cancel()
+            _cancel(future)
         self._wake()
         self._thread.join(timeout)
         for worker in list(self._workers.values()):
             _stop_process(worker, timeout=2.0)
+        with self._lock:  # chunks still in flight when the dispatcher gave up: nobody waits
+            left = [entry.future for entry in self._tasks.values()]
+            self._tasks.clear()
+        for future in left:
+            _cancel(future)
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -302,10 +329,8 @@ class WorkerPool:
     # -- dispatcher ----------------------------------------------------------------------------
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._wake_w.send_bytes(b"1")
-        except OSError:
-            pass
 
     def _spawn(self, device: _Device) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
@@ -314,9 +339,11 @@ class WorkerPool:
         if device.spec.engine.device == "cpu" and threads:
             env.setdefault("OMP_NUM_THREADS", str(threads))
         process = self._ctx.Process(
-            target=_worker_main, args=(child, env, device.spec.engine),
-            name=f"whisper-subs-{device.spec.device_id}", daemon=True,
-        )  # fmt: skip
+            target=_worker_main,
+            args=(child, env, device.spec.engine),
+            name=f"whisper-subs-{device.spec.device_id}",
+            daemon=True,
+        )
         process.start()
         child.close()
         worker = _Worker(next(self._worker_ids), device.spec.device_id, process, parent)
@@ -329,16 +356,16 @@ class WorkerPool:
         for _ in range(device.slots - len(workers)):
             if device.load_error is None and not self._closing:
                 self._spawn(device)
-        for worker in sorted(workers, key=lambda w: len(w.in_flight))[: max(0, len(workers) - device.slots)]:
+        for worker in sorted(workers, key=lambda w: len(w.in_flight))[
+            : max(0, len(workers) - device.slots)
+        ]:
             worker.retiring = True  # stops once its current batch is done
             if not worker.in_flight:
                 self._retire(worker)
 
     def _retire(self, worker: _Worker) -> None:
-        try:
+        with contextlib.suppress(OSError):
             worker.conn.send(("stop",))
-        except OSError:
-            pass
 
     def _run(self) -> None:
         while True:
@@ -364,17 +391,18 @@ class WorkerPool:
                 if future.cancelled():
                     continue
                 if outcome is None:
-                    future.cancel()
+                    _cancel(future)
                 elif isinstance(outcome, BaseException):
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome)
 
-    def _on_message(self, worker: _Worker) -> None:
+    def _on_message(self, worker: _Worker) -> bool:
+        """Handle one message from ``worker``; False when its pipe is closed (it is gone)."""
         try:
             message = worker.conn.recv()
         except (EOFError, OSError):
-            return  # the sentinel reports the death
+            return False  # the sentinel reports the death
         kind = message[0]
         device = self._devices[worker.device_id]
         if kind == "ready":
@@ -382,12 +410,15 @@ class WorkerPool:
             device.load_failures = 0
             self._model_loads += 1
             self._ready.set()
-            self._emit("worker_ready", worker=worker.id, device=worker.device_id,
-                       load_s=message[1])  # fmt: skip
+            self._emit("worker_ready", worker=worker.id, device=worker.device_id, load_s=message[1])
         elif kind == "load_failed":
             device.load_failures += 1
-            log.error("worker %d on %s could not load the model: %s", worker.id,
-                      worker.device_id, message[1])  # fmt: skip
+            log.error(
+                "worker %d on %s could not load the model: %s",
+                worker.id,
+                worker.device_id,
+                message[1],
+            )
             device.load_error = message[1]  # a load error is not transient: stop respawning
         elif kind == "done":
             _, task_ids, results, seconds = message
@@ -397,9 +428,14 @@ class WorkerPool:
                 device.done += 1
                 if entry is not None and not entry.future.cancelled():
                     self._settle.append((entry.future, result))
-                    self._emit("chunk_done", group=entry.task.group, index=entry.task.index,
-                               device=worker.device_id, audio_s=entry.task.duration_s,
-                               seconds=seconds / max(1, len(task_ids)))  # fmt: skip
+                    self._emit(
+                        "chunk_done",
+                        group=entry.task.group,
+                        index=entry.task.index,
+                        device=worker.device_id,
+                        audio_s=entry.task.duration_s,
+                        seconds=seconds / max(1, len(task_ids)),
+                    )
             if worker.retiring:
                 self._retire(worker)
         elif kind == "oom":
@@ -409,26 +445,39 @@ class WorkerPool:
         elif kind == "error":
             _, task_ids, text = message
             worker.in_flight = []
-            log.warning("worker %d on %s failed a batch of %d: %s", worker.id, worker.device_id,
-                        len(task_ids), text)  # fmt: skip
+            log.warning(
+                "worker %d on %s failed a batch of %d: %s",
+                worker.id,
+                worker.device_id,
+                len(task_ids),
+                text,
+            )
             for task_id in task_ids:
                 # A failed batch of several is retried one chunk at a time (below, by attempts).
                 self._failed_attempt(task_id, worker, text, count=len(task_ids) == 1)
             if worker.retiring:
                 self._retire(worker)
+        return True
 
     def _on_oom(self, worker: _Worker, device: _Device, task_ids: list[int], text: str) -> None:
         device.oom_events += 1
         decision = shrink_after_oom(max(1, device.slots), device.batch_size)
         log.warning("out of memory on %s (%s): %s", worker.device_id, text, decision.reason)
-        self._emit("oom", device=worker.device_id, action=decision.action.value,
-                   slots=decision.slots, batch_size=decision.batch_size)  # fmt: skip
+        self._emit(
+            "oom",
+            device=worker.device_id,
+            action=decision.action.value,
+            slots=decision.slots,
+            batch_size=decision.batch_size,
+        )
         if decision.action is OomAction.GIVE_UP:
             device.slots = 0
             worker.retiring = True
             self._retire(worker)
             for task_id in task_ids:
                 self._failed_attempt(task_id, worker, f"out of memory on {worker.device_id}")
+            if not any(d.slots > 0 for d in self._devices.values()):
+                self._break(f"out of memory on every device: {decision.reason}")
             return
         device.slots, device.batch_size = decision.slots, decision.batch_size
         for task_id in task_ids:
@@ -438,16 +487,18 @@ class WorkerPool:
             self._retire(worker)
 
     def _on_exit(self, worker: _Worker) -> None:
-        while worker.conn.poll():  # what it said before it went
-            try:
-                self._on_message(worker)
-            except (EOFError, OSError):
-                break
+        # What it said before it went. At EOF poll() stays True: stop when recv finds the end.
+        while worker.conn.poll() and self._on_message(worker):
+            pass
         worker.process.join(0.1)
         self._workers.pop(worker.id, None)
         worker.conn.close()
         device = self._devices[worker.device_id]
-        if worker.retiring or self._closing:
+        if self._closing:
+            return
+        if worker.retiring:  # it was told to stop; whatever it still held goes back
+            for task_id in worker.in_flight:
+                self._requeue(task_id)
             return
         if not worker.ready:
             device.load_failures += 1
@@ -455,11 +506,18 @@ class WorkerPool:
                 device.load_error = f"workers on {worker.device_id} die while loading the model"
         else:
             self._deaths += 1
-            log.warning("worker %d on %s died (exit code %s); requeueing %d chunk(s)", worker.id,
-                        worker.device_id, worker.process.exitcode, len(worker.in_flight))  # fmt: skip
+            log.warning(
+                "worker %d on %s died (exit code %s); requeueing %d chunk(s)",
+                worker.id,
+                worker.device_id,
+                worker.process.exitcode,
+                len(worker.in_flight),
+            )
             self._emit("worker_died", device=worker.device_id, exitcode=worker.process.exitcode)
         for task_id in worker.in_flight:
-            self._failed_attempt(task_id, worker, f"worker died (exit code {worker.process.exitcode})")
+            self._failed_attempt(
+                task_id, worker, f"worker died (exit code {worker.process.exitcode})"
+            )
         if device.load_error is None:
             self._spawn(device)
         elif not any(d.load_error is None for d in self._devices.values()):
@@ -475,10 +533,15 @@ class WorkerPool:
         entry.last_error = text
         if entry.attempts >= self._max_attempts:
             self._tasks.pop(task_id)
-            self._settle.append((entry.future, ChunkFailedError(
-                f"chunk {entry.task.index} of {entry.task.group} "
-                f"({entry.task.duration_s:.1f} s) failed {entry.attempts} times: {text}"
-            )))  # fmt: skip
+            self._settle.append(
+                (
+                    entry.future,
+                    ChunkFailedError(
+                        f"chunk {entry.task.index} of {entry.task.group} "
+                        f"({entry.task.duration_s:.1f} s) failed {entry.attempts} times: {text}"
+                    ),
+                )
+            )
             return
         self._retries += 1
         self._requeue(task_id, avoid=worker.id if count else None)
@@ -488,8 +551,9 @@ class WorkerPool:
         if entry is None:
             return
         task = entry.task
-        pending = Pending(task_id, task.group, task.priority, task.duration_s,
-                          _options_key(task.options))  # fmt: skip
+        pending = Pending(
+            task_id, task.group, task.priority, task.duration_s, _options_key(task.options)
+        )
         if avoid is not None:
             pending.avoid.add(avoid)
         self._scheduler.add(pending)
@@ -506,19 +570,25 @@ class WorkerPool:
             if not worker.ready or worker.retiring or worker.in_flight:
                 continue
             device = self._devices[worker.device_id]
-            # Near the end of the queue, smaller batches: every worker gets a share of the tail
-            # instead of one worker taking a full batch while the others wait.
-            fair_share = -(-len(self._scheduler) // max(1, len(live)))
+            # Near the end of the queue, smaller batches: every idle worker gets a share of the
+            # tail instead of one worker taking a full batch while the others wait.
+            idle = sum(1 for w in self._workers.values() if w.id in live and not w.in_flight)
+            fair_share = -(-len(self._scheduler) // max(1, idle))
             size = max(1, min(device.batch_size, fair_share))
             task_ids = self._scheduler.next_batch(worker.id, size, live)
             if not task_ids:
                 continue
             entries = [self._tasks[t] for t in task_ids]
             try:
-                worker.conn.send((
-                    "batch", task_ids, [e.task.audio for e in entries], entries[0].task.options,
-                    [e.task.tag for e in entries],
-                ))  # fmt: skip
+                worker.conn.send(
+                    (
+                        "batch",
+                        task_ids,
+                        [e.task.audio for e in entries],
+                        entries[0].task.options,
+                        [e.task.tag for e in entries],
+                    )
+                )
             except OSError:
                 for task_id in task_ids:
                     self._requeue(task_id)
@@ -538,10 +608,8 @@ def _options_key(options: DecodeOptions) -> Hashable:
 
 
 def _stop_process(worker: _Worker, timeout: float) -> None:
-    try:
+    with contextlib.suppress(OSError):
         worker.conn.send(("stop",))
-    except OSError:
-        pass
     worker.process.join(timeout)
     if worker.process.is_alive():
         worker.process.kill()
@@ -550,3 +618,12 @@ def _stop_process(worker: _Worker, timeout: float) -> None:
 
 def with_batch_size(devices: Sequence[DeviceSlots], batch_size: int) -> list[DeviceSlots]:
     return [replace(d, batch_size=batch_size) for d in devices]
+
+
+def _cancel(future: Future[ChunkResult]) -> None:
+    """Cancel so that ``concurrent.futures.wait``/``as_completed`` see it too.
+
+    ``Future.cancel`` alone wakes ``result()`` callers but not the waiters those two install.
+    """
+    if future.cancel():
+        future.set_running_or_notify_cancel()
