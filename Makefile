@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[models,serve,test]'
+	$(BIN)/python -m pip install -q -e '.[models,serve,ray,test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -56,6 +56,10 @@ NETFLIX_FRAME_S = 1 / 24  # frame gaps are counted at 24 fps
 _EPS = 1e-9  # float slack for comparisons of widths and times computed here
 
 
+# The CueOptions fields a user sets (CLI flags, API form fields).
+CUE_FLAGS = ("max_line_chars", "max_lines", "max_cps", "min_cue_s", "max_cue_s", "min_gap_s")
+
+
 @dataclass(frozen=True, slots=True)
 class CueOptions:
     """Limits for readable cues; widths in characters (see the module docstring)."""
