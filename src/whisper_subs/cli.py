@@ -34,8 +34,24 @@ def _out(text: str, stream: object = None) -> None:
 # -- parser ------------------------------------------------------------------------------------
 
 
+def _add_backend_args(g: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    g.add_argument(
+        "--backend",
+        default="local",
+        choices=("local", "ray"),
+        help="local worker processes (default) or Ray actors over a cluster",
+    )
+    g.add_argument(
+        "--ray-address",
+        default=None,
+        help="with --backend ray: auto (a running cluster) or ray://host:port "
+        "(default: RAY_ADDRESS, else a local Ray)",
+    )
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and devices")
+    _add_backend_args(g)
     g.add_argument(
         "--model",
         default="base",
@@ -212,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--batch-size", type=int, default=4)
     d.add_argument("--margin", type=float, default=0.2)
     d.add_argument("--json", action="store_true")
+    _add_backend_args(d)
 
     sv = sub.add_parser("serve", help="run the HTTP API (and web UI) over one warm worker pool")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -312,10 +329,10 @@ def _worker_options(args: argparse.Namespace):  # -> WorkerOptions
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    from .backends import make_pool, plan_pool
     from .media import find_inputs, probe_duration
     from .models import resolve_model
     from .pipeline import Transcriber, output_writer
-    from .pool import WorkerPool
     from .progress import Progress, Summary
     from .workers import plan_run
 
@@ -333,7 +350,13 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     failed_inputs = failed_chunks = 0
     audio_s = 0.0
-    with WorkerPool(slots) as pool:
+    if args.backend == "ray":  # every node plans its own devices
+        placed = plan_pool("ray", model, _worker_options(args), args.ray_address)
+        slots, pool_kwargs, why = list(placed.slots), placed.pool_kwargs, "the cluster plan"
+        log.info("workers:\n%s", placed.text)
+    else:
+        pool_kwargs = {}
+    with make_pool(args.backend, slots, args.ray_address, **pool_kwargs) as pool:
         progress = Progress(status=lambda: pool.status().to_json(), enabled=not args.quiet)
         transcriber = Transcriber(pool, options, on_progress=progress)
         try:
@@ -381,21 +404,18 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .capacity import CapacityOptions, format_plan, plan_capacity
-    from .devices import cpu_count, discover_gpus, system_memory
-    from .workers import compute_type_for
+    from .backends import describe_devices
 
-    gpus = discover_gpus(os.environ.get(FAKE_GPUS_ENV))
-    plan = plan_capacity(
-        gpus,
+    text, data = describe_devices(
+        args.backend,
         args.model,
-        compute_type_for("cuda" if gpus else "cpu", args.compute_type),
+        args.compute_type,
         args.batch_size,
-        CapacityOptions(margin=args.margin),
-        cpu_count(),
-        memory=system_memory(),
+        args.margin,
+        ray_address=args.ray_address,
+        fake_gpus=os.environ.get(FAKE_GPUS_ENV),
     )
-    _out(json.dumps(plan.to_json(), indent=1) if args.json else format_plan(plan))
+    _out(json.dumps(data, indent=1) if args.json else text)
     return 0
 
 
@@ -473,6 +493,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lease_s=args.lease_s,
         max_running_jobs=args.max_running_jobs,
         fake_engine=fake_engine,
+        backend=args.backend,
+        ray_address=args.ray_address,
     )
     app = create_app(settings)
     level = "warning" if args.quiet else ("debug" if args.verbose > 1 else "info")

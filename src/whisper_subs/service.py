@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import serialize
-from .capacity import CapacityPlan
+from .backends import Pool, make_pool, plan_pool
 from .cues import CUE_FLAGS, cue_options_for
 from .download import check_url, fetch_audio
 from .engine import TASKS, DecodeOptions, FakeBehaviour
@@ -60,9 +60,9 @@ from .jobs import Job, JobStatus, JobStore
 from .languages import normalize_language
 from .models import ResolvedModel, resolve_model
 from .pipeline import PipelineOptions, Prepared, SubtitleOptions, finish, prepare
-from .pool import PoolStatus, WorkerPool
+from .pool import PoolStatus
 from .types import ChunkError, ChunkResult, Transcript
-from .workers import WorkerOptions, plan_workers
+from .workers import WorkerOptions
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ class Settings:
     maintenance_interval_s: float = 30.0  # sweep and retention period
     sync_timeout_s: float = 3600.0  # longest OpenAI-style request
     fake_engine: FakeBehaviour | None = None  # tests only: the FakeEngine instead of Whisper
+    backend: str = "local"  # "local" processes or "ray" actors (backends.make_pool)
+    ray_address: str | None = None  # with backend "ray": auto, ray://host:port, or None
 
     def __post_init__(self) -> None:
         if not self.lease_s > 0:
@@ -280,7 +282,7 @@ class ServiceStatus:
     ready: bool  # at least one worker has its model loaded
     model: str
     pool: PoolStatus | None  # None before start
-    plan: CapacityPlan | None
+    plan: dict[str, Any] | None  # the capacity plan (local) or the cluster plan (ray), as data
     jobs: Mapping[JobStatus, int]
     running: tuple[str, ...]  # ids of the jobs this process runs now
 
@@ -296,7 +298,7 @@ class ServiceStatus:
             "model_loads": pool.get("model_loads", 0),
             "worker_deaths": pool.get("worker_deaths", 0),
             "retries": pool.get("retries", 0),
-            "plan": self.plan.to_json() if self.plan is not None else None,
+            "plan": self.plan,
             "jobs": {status.value: n for status, n in self.jobs.items()},
             "running": list(self.running),
         }
@@ -356,8 +358,8 @@ class Service:
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._store: JobStore | None = None
-        self._pool: WorkerPool | None = None
-        self._plan: CapacityPlan | None = None
+        self._pool: Pool | None = None
+        self._plan: dict[str, Any] | None = None
         self._hub = _Hub()
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
@@ -392,10 +394,12 @@ class Service:
             model = ResolvedModel(name=s.model, location="fake", local=True)
         else:
             model = resolve_model(s.model)
-        self._plan, slots = plan_workers(model, s.workers, fake=s.fake_engine)
-        for device in self._plan.devices:
-            log.info("%s: %d worker(s): %s", device.id, device.slots, device.reason)
-        self._pool = WorkerPool(slots, on_event=self._emit)
+        placed = plan_pool(s.backend, model, s.workers, s.ray_address, fake=s.fake_engine)
+        self._plan, slots = placed.plan_json, list(placed.slots)
+        log.info("workers:\n%s", placed.text)
+        self._pool = make_pool(
+            s.backend, slots, s.ray_address, on_event=self._emit, **placed.pool_kwargs
+        )
         total_slots = sum(d.slots for d in slots)
         self._max_running = s.max_running_jobs or max(4, 2 * total_slots)
         for target, name in ((self._claim_loop, "claimer"), (self._keeper_loop, "keeper")):
@@ -940,7 +944,7 @@ class Service:
             raise WhisperSubsError("the service is not started")
         return self._store
 
-    def _pool_or_raise(self) -> WorkerPool:
+    def _pool_or_raise(self) -> Pool:
         if self._pool is None:
             raise WhisperSubsError("the service is not started")
         return self._pool
