@@ -268,6 +268,10 @@ def connect(address: str | None = None) -> bool:
     """
     if ray.is_initialized():
         return False
+    # Without an address Ray would attach to whatever /tmp/ray/ray_current_cluster names, which
+    # may be a cluster that is long gone (it then hangs): use RAY_ADDRESS, else start our own.
+    # An existing cluster is joined only when asked (--ray-address auto or an address).
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     try:
         ray.init(address=address, namespace=NAMESPACE)
     except (ConnectionError, RuntimeError, ValueError) as exc:
