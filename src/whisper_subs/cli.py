@@ -461,6 +461,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         testdata=default_testdata(),
         vad=pipeline.vad,
         chunking=pipeline.chunking,
+        backend=args.backend,
+        ray_address=args.ray_address,
     )
     if options.testdata is None:
         log.warning("../shared/testdata not found: using synthetic chunk lengths")

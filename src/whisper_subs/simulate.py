@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from .backends import make_pool
 from .chunking import ChunkOptions, plan_chunks
 from .engine import DecodeOptions, EngineSpec, FakeBehaviour
 from .errors import MediaError, UsageError, WhisperSubsError
@@ -77,6 +78,8 @@ class SimulationOptions:
     testdata: Path | None = None  # the shared test-data folder; None: the synthetic lengths
     vad: VadOptions = field(default_factory=VadOptions)
     chunking: ChunkOptions = field(default_factory=ChunkOptions)
+    backend: str = "local"  # the pull pool's back end: "local" processes or "ray" actors
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.devices <= 64:
@@ -383,7 +386,13 @@ def measure_pull(
     tasks = _tasks(workload)
     recorder = _Recorder(len(slots))
     started = time.perf_counter()
-    with WorkerPool(slots, on_event=recorder) as pool:
+    extra: dict[str, object] = {}
+    if options.backend == "ray":
+        from .ray_pool import RayOptions
+
+        extra["options"] = RayOptions(cpu_actor_cpus=0)  # the fakes sleep: no CPU to reserve
+    pool_cm = make_pool(options.backend, slots, options.ray_address, on_event=recorder, **extra)
+    with pool_cm as pool:
         _wait_ready(recorder, options.ready_timeout_s, "pool")
         ready_at = t0 = time.perf_counter()
         futures = [pool.submit(task) for task in tasks]
