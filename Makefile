@@ -19,12 +19,12 @@ demo: $(STAMP)
 	$(BIN)/python -m whisper_subs.demo $(DEMO_DIR)
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 
 bench: $(STAMP)
 	$(BIN)/whisper-subs bench ../shared/testdata/derived/ljspeech_LJ001-0001-0032_chapter_concat.flac \
