@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -330,10 +331,13 @@ def _worker_options(args: argparse.Namespace):  # -> WorkerOptions
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from .backends import make_pool, plan_pool
+    from .capacity import CapacityOptions
+    from .devices import discover_gpus
     from .media import find_inputs, probe_duration
     from .models import resolve_model
     from .pipeline import Transcriber, output_writer
     from .progress import Progress, Summary
+    from .replan import Replanner
     from .workers import plan_run
 
     formats = parse_formats(args.format)
@@ -356,7 +360,20 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         log.info("workers:\n%s", placed.text)
     else:
         pool_kwargs = {}
-    with make_pool(args.backend, slots, args.ray_address, **pool_kwargs) as pool:
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(make_pool(args.backend, slots, args.ray_address, **pool_kwargs))
+        if args.backend == "local" and any(d.kind == "cuda" for d in plan.devices):
+            # Free GPU memory is read again every 30 s: slots lost to OOM or to other
+            # processes come back, within the plan's bounds.
+            fake = os.environ.get(FAKE_GPUS_ENV)
+            stack.enter_context(
+                Replanner(
+                    pool,
+                    plan,
+                    lambda: discover_gpus(fake),
+                    CapacityOptions(margin=args.margin, max_slots=args.max_slots),
+                ).start()
+            )
         progress = Progress(status=lambda: pool.status().to_json(), enabled=not args.quiet)
         transcriber = Transcriber(pool, options, on_progress=progress)
         try:
