@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import normalize_text, shared_file
-from whisper_subs.check import check_srt
+from whisper_subs.check import check_cues, check_srt
 from whisper_subs.cli import main
+from whisper_subs.cues import cue_options_for
 from whisper_subs.engine import DecodeOptions
 from whisper_subs.pipeline import PipelineOptions, SubtitleOptions, Transcriber
 from whisper_subs.types import SAMPLE_RATE
@@ -84,6 +85,7 @@ def test_mandarin_in_both_scripts(cpu_pool: object) -> None:
         transcript = Transcriber(cpu_pool, options).transcribe(path)  # type: ignore[arg-type]
         assert transcript.language == "zh"
         texts[script] = "".join(s.text for s in transcript.segments).replace(" ", "")
+        assert check_cues(list(transcript.cues), cue_options_for("zh")) == []
     from whisper_subs.script import convert_script
 
     cer = jiwer.cer(reference, texts["simplified"])
@@ -112,16 +114,19 @@ def test_video_container_and_a_bad_input_in_one_run(
     bad = tmp_path / "broken.mp3"
     bad.write_text("not audio at all\n" * 20)
     silence = tmp_path / "silence.wav"
-    _write_wav(silence, np.random.default_rng(0).normal(0, 0.002, SAMPLE_RATE * 20))
+    _write_wav(silence, np.random.default_rng(0).normal(0, 0.002, SAMPLE_RATE * 60))
     out = tmp_path / "out"
     code = main(
         ["transcribe", str(bad), str(video), str(silence), "-o", str(out), "--workers", "1"]
+        + ["-f", "srt,json"]
     )
     err = caplog.text
     assert code == 2  # the bad input; the others still finished
     assert "broken.mp3: not a media file" in err
     assert "what your country can do for you" in normalize_text((out / "clip.srt").read_text())
     assert (out / "silence.srt").read_text() == ""
+    silent = json.loads((out / "silence.json").read_text())
+    assert silent["cues"] == [] and silent["segments"] == [] and "removed" in silent
     assert "no speech found" in err
 
 

@@ -165,9 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"whisper-subs {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    # The same two flags are accepted after the command too (whisper-subs transcribe -q ...).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging"
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="errors only"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("transcribe", help="media files or folders to subtitle files")
+    t = sub.add_parser(
+        "transcribe", parents=[common], help="media files or folders to subtitle files"
+    )
     t.add_argument("inputs", nargs="+", metavar="INPUT", help="media files or folders")
     t.add_argument(
         "-f",
@@ -192,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decode_args(t)
     _add_cue_args(t)
 
-    b = sub.add_parser("bench", help="time whisper-subs against faster-whisper on one file")
+    b = sub.add_parser(
+        "bench", parents=[common], help="time whisper-subs against faster-whisper on one file"
+    )
     b.add_argument("file", nargs="?", type=Path, help="media file (not with --simulate)")
     b.add_argument("--ref", type=Path, default=None, help="reference text file, for WER")
     b.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -223,7 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(b)
     _add_decode_args(b)
 
-    d = sub.add_parser("devices", help="show the devices and the workers each would get")
+    d = sub.add_parser(
+        "devices", parents=[common], help="show the devices and the workers each would get"
+    )
     d.add_argument("--model", default="base")
     d.add_argument("--compute-type", default="auto")
     d.add_argument("--batch-size", type=int, default=4)
@@ -231,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     _add_backend_args(d)
 
-    sv = sub.add_parser("serve", help="run the HTTP API (and web UI) over one warm worker pool")
+    sv = sub.add_parser(
+        "serve", parents=[common], help="run the HTTP API (and web UI) over one warm worker pool"
+    )
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sv.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     sv.add_argument(
@@ -272,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(sv)
 
-    c = sub.add_parser("check", help="list subtitle rule violations in an SRT file")
+    c = sub.add_parser(
+        "check", parents=[common], help="list subtitle rule violations in an SRT file"
+    )
     c.add_argument("file", type=Path)
     c.add_argument("--language", default=None, help="language of the subtitles (default: en)")
     for flag in CUE_FLAGS:
