@@ -116,10 +116,8 @@ def test_video_container_and_a_bad_input_in_one_run(
     silence = tmp_path / "silence.wav"
     _write_wav(silence, np.random.default_rng(0).normal(0, 0.002, SAMPLE_RATE * 60))
     out = tmp_path / "out"
-    code = main(
-        ["transcribe", str(bad), str(video), str(silence), "-o", str(out), "--workers", "1"]
-        + ["-f", "srt,json"]
-    )
+    args = ["transcribe", str(bad), str(video), str(silence), "-o", str(out), "--workers", "1"]
+    code = main([*args, "-f", "srt,json"])
     err = caplog.text
     assert code == 2  # the bad input; the others still finished
     assert "broken.mp3: not a media file" in err
