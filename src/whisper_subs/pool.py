@@ -22,7 +22,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
@@ -32,8 +32,8 @@ import numpy as np
 
 from .capacity import OomAction, shrink_after_oom
 from .engine import DecodeOptions, EngineSpec
-from .errors import ChunkFailedError, OutOfMemoryError, WhisperSubsError
-from .scheduling import Pending, Scheduler
+from .errors import OutOfMemoryError, WhisperSubsError
+from .ledger import ChunkLedger, cancel, settle
 from .types import SAMPLE_RATE, ChunkResult
 
 log = logging.getLogger(__name__)
@@ -182,14 +182,6 @@ class _Device:
     load_error: str | None = None
 
 
-@dataclass(slots=True)
-class _Task:
-    task: ChunkTask
-    future: Future[ChunkResult]
-    attempts: int = 0
-    last_error: str = ""
-
-
 class WorkerPool:
     """Persistent workers over one or more devices; ``submit`` returns a Future per chunk."""
 
@@ -204,23 +196,18 @@ class WorkerPool:
             raise WhisperSubsError("the pool needs at least one worker slot")
         self._ctx = mp.get_context("spawn")
         self._devices = {d.device_id: _Device(d, d.slots, max(1, d.batch_size)) for d in devices}
-        self._max_attempts = max_attempts
         self._on_event = on_event
         self._lock = threading.Lock()
-        self._scheduler = Scheduler()
-        self._tasks: dict[int, _Task] = {}
+        # Futures are settled after the lock is released: their callbacks may call status().
+        self._ledger = ChunkLedger(max_attempts)
         self._workers: dict[int, _Worker] = {}
-        self._ids = itertools.count()
         self._worker_ids = itertools.count()
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self._closing = False
         self._broken: str | None = None
         self._model_loads = 0
         self._deaths = 0
-        self._retries = 0
         self._ready = threading.Event()
-        # Futures are resolved after the lock is released: their callbacks may call status().
-        self._settle: list[tuple[Future[ChunkResult], ChunkResult | BaseException | None]] = []
         with self._lock:
             for device in self._devices.values():
                 for _ in range(device.slots):
@@ -231,31 +218,24 @@ class WorkerPool:
     # -- public API ----------------------------------------------------------------------------
 
     def submit(self, task: ChunkTask) -> Future[ChunkResult]:
-        future: Future[ChunkResult] = Future()
         with self._lock:
             if self._broken is not None:
-                future.set_exception(WhisperSubsError(self._broken))
-                return future
+                failed: Future[ChunkResult] = Future()
+                failed.set_exception(WhisperSubsError(self._broken))
+                return failed
             if self._closing:
                 raise WhisperSubsError("the pool is closed")
-            task_id = next(self._ids)
-            self._tasks[task_id] = _Task(task, future)
-            self._scheduler.add(
-                Pending(
-                    task_id, task.group, task.priority, task.duration_s, _options_key(task.options)
-                )
-            )
+            future = self._ledger.add(task)
         self._wake()
         return future
 
     def cancel_group(self, group: str) -> int:
         """Drop a group's queued chunks at once (their Futures are cancelled); returns how many."""
         with self._lock:
-            ids = self._scheduler.remove_group(group)
-            futures = [self._tasks.pop(task_id).future for task_id in ids]
+            futures = self._ledger.cancel_group(group)
         for future in futures:
-            _cancel(future)
-        return len(ids)
+            cancel(future)
+        return len(futures)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until at least one worker has its model loaded (or the pool is broken)."""
@@ -289,10 +269,10 @@ class WorkerPool:
                 devices=tuple(devices),
                 max_concurrent=sum(d.slots for d in self._devices.values()),
                 active=sum(d.active for d in devices),
-                queued=len(self._scheduler),
+                queued=self._ledger.queued,
                 model_loads=self._model_loads,
                 worker_deaths=self._deaths,
-                retries=self._retries,
+                retries=self._ledger.retries,
             )
 
     def set_slots(self, device_id: str, slots: int) -> None:
@@ -307,18 +287,17 @@ class WorkerPool:
             if self._closing:
                 return
             self._closing = True
-            futures = [self._tasks.pop(task_id).future for task_id in self._scheduler.drain()]
+            futures = self._ledger.cancel_queued()
         for future in futures:
-            _cancel(future)
+            cancel(future)
         self._wake()
         self._thread.join(timeout)
         for worker in list(self._workers.values()):
             _stop_process(worker, timeout=2.0)
         with self._lock:  # chunks still in flight when the dispatcher gave up: nobody waits
-            left = [entry.future for entry in self._tasks.values()]
-            self._tasks.clear()
+            left = self._ledger.abandon()
         for future in left:
-            _cancel(future)
+            cancel(future)
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -386,16 +365,8 @@ class WorkerPool:
                     if item in sentinels:
                         self._on_exit(sentinels[item])
                 self._dispatch()
-                settle, self._settle = self._settle, []
-            for future, outcome in settle:
-                if future.cancelled():
-                    continue
-                if outcome is None:
-                    _cancel(future)
-                elif isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+                outcomes = self._ledger.take_settled()
+            settle(outcomes)
 
     def _on_message(self, worker: _Worker) -> bool:
         """Handle one message from ``worker``; False when its pipe is closed (it is gone)."""
@@ -424,10 +395,9 @@ class WorkerPool:
             _, task_ids, results, seconds = message
             worker.in_flight = []
             for task_id, result in zip(task_ids, results, strict=True):
-                entry = self._tasks.pop(task_id, None)
+                entry = self._ledger.resolve(task_id, result)
                 device.done += 1
-                if entry is not None and not entry.future.cancelled():
-                    self._settle.append((entry.future, result))
+                if entry is not None:
                     self._emit(
                         "chunk_done",
                         group=entry.task.group,
@@ -524,45 +494,16 @@ class WorkerPool:
             self._break(device.load_error)
 
     def _failed_attempt(self, task_id: int, worker: _Worker, text: str, count: bool = True) -> None:
-        entry = self._tasks.get(task_id)
-        if entry is None:
-            return
-        if count:
-            entry.attempts += 1
+        if self._ledger.failed_attempt(task_id, worker.id, text, count) and count:
             self._devices[worker.device_id].failures += 1
-        entry.last_error = text
-        if entry.attempts >= self._max_attempts:
-            self._tasks.pop(task_id)
-            self._settle.append(
-                (
-                    entry.future,
-                    ChunkFailedError(
-                        f"chunk {entry.task.index} of {entry.task.group} "
-                        f"({entry.task.duration_s:.1f} s) failed {entry.attempts} times: {text}"
-                    ),
-                )
-            )
-            return
-        self._retries += 1
-        self._requeue(task_id, avoid=worker.id if count else None)
 
-    def _requeue(self, task_id: int, avoid: int | None = None) -> None:
-        entry = self._tasks.get(task_id)
-        if entry is None:
-            return
-        task = entry.task
-        pending = Pending(
-            task_id, task.group, task.priority, task.duration_s, _options_key(task.options)
-        )
-        if avoid is not None:
-            pending.avoid.add(avoid)
-        self._scheduler.add(pending)
+    def _requeue(self, task_id: int) -> None:
+        self._ledger.requeue(task_id)
 
     def _break(self, reason: str) -> None:
         self._broken = reason
         self._ready.set()
-        for task_id in self._scheduler.drain():
-            self._settle.append((self._tasks.pop(task_id).future, WhisperSubsError(reason)))
+        self._ledger.fail_queued(reason)
 
     def _dispatch(self) -> None:
         live = [w.id for w in self._workers.values() if w.ready and not w.retiring]
@@ -573,12 +514,13 @@ class WorkerPool:
             # Near the end of the queue, smaller batches: every idle worker gets a share of the
             # tail instead of one worker taking a full batch while the others wait.
             idle = sum(1 for w in self._workers.values() if w.id in live and not w.in_flight)
-            fair_share = -(-len(self._scheduler) // max(1, idle))
+            fair_share = -(-self._ledger.queued // max(1, idle))
             size = max(1, min(device.batch_size, fair_share))
-            task_ids = self._scheduler.next_batch(worker.id, size, live)
-            if not task_ids:
+            batch = self._ledger.take(worker.id, size, live)
+            if not batch:
                 continue
-            entries = [self._tasks[t] for t in task_ids]
+            task_ids = [task_id for task_id, _ in batch]
+            entries = [entry for _, entry in batch]
             try:
                 worker.conn.send(
                     (
@@ -603,10 +545,6 @@ class WorkerPool:
                 log.exception("pool event listener failed on %s", kind)
 
 
-def _options_key(options: DecodeOptions) -> Hashable:
-    return options
-
-
 def _stop_process(worker: _Worker, timeout: float) -> None:
     with contextlib.suppress(OSError):
         worker.conn.send(("stop",))
@@ -618,12 +556,3 @@ def _stop_process(worker: _Worker, timeout: float) -> None:
 
 def with_batch_size(devices: Sequence[DeviceSlots], batch_size: int) -> list[DeviceSlots]:
     return [replace(d, batch_size=batch_size) for d in devices]
-
-
-def _cancel(future: Future[ChunkResult]) -> None:
-    """Cancel so that ``concurrent.futures.wait``/``as_completed`` see it too.
-
-    ``Future.cancel`` alone wakes ``result()`` callers but not the waiters those two install.
-    """
-    if future.cancel():
-        future.set_running_or_notify_cancel()

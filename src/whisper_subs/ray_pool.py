@@ -61,10 +61,10 @@ from .capacity import (
     shrink_after_oom,
 )
 from .engine import DecodeOptions, EngineSpec, FakeBehaviour, load_engine
-from .errors import ChunkFailedError, DeviceError, OutOfMemoryError, UsageError, WhisperSubsError
+from .errors import DeviceError, OutOfMemoryError, UsageError, WhisperSubsError
+from .ledger import ChunkLedger, cancel, settle
 from .models import ResolvedModel
 from .pool import ChunkTask, DeviceSlots, DeviceStatus, PoolStatus
-from .scheduling import Pending, Scheduler
 from .types import ChunkResult
 from .workers import WorkerOptions, batch_size_for, compute_type_for
 
@@ -329,14 +329,6 @@ class _Counts:
     oom_events: int = 0
 
 
-@dataclass(slots=True)
-class _Task:
-    task: ChunkTask
-    future: Future[ChunkResult]
-    attempts: int = 0
-    last_error: str = ""
-
-
 class RayPool:
     """Ray actors over a cluster's devices; ``submit`` returns a Future per chunk.
 
@@ -358,16 +350,13 @@ class RayPool:
         self._options = options or RayOptions()
         self._owns_ray = connect(self._options.address)
         self._groups = {d.device_id: self._group(d) for d in devices}
-        self._max_attempts = max_attempts
         self._on_event = on_event
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._scheduler = Scheduler()
-        self._tasks: dict[int, _Task] = {}
+        self._ledger = ChunkLedger(max_attempts)  # chunks owed: queued or out on an actor
         self._actors: dict[int, _Actor] = {}
         self._refs: dict[Any, _Actor] = {}  # every ObjectRef we wait on -> its actor
         self._counts: dict[str, _Counts] = {}  # per placement
-        self._ids = itertools.count()
         self._actor_ids = itertools.count()
         self._worker_ids = itertools.count()
         self._token = uuid.uuid4().hex[:8]
@@ -375,9 +364,7 @@ class RayPool:
         self._broken: str | None = None
         self._model_loads = 0
         self._deaths = 0
-        self._retries = 0
         self._ready = threading.Event()
-        self._settle: list[tuple[Future[ChunkResult], ChunkResult | BaseException | None]] = []
         self._warn_if_unplaceable()
         with self._lock:
             for group in self._groups.values():
@@ -389,27 +376,24 @@ class RayPool:
     # -- public API (as WorkerPool) ------------------------------------------------------------
 
     def submit(self, task: ChunkTask) -> Future[ChunkResult]:
-        future: Future[ChunkResult] = Future()
         with self._lock:
             if self._broken is not None:
-                future.set_exception(WhisperSubsError(self._broken))
-                return future
+                failed: Future[ChunkResult] = Future()
+                failed.set_exception(WhisperSubsError(self._broken))
+                return failed
             if self._closing:
                 raise WhisperSubsError("the pool is closed")
-            task_id = next(self._ids)
-            self._tasks[task_id] = _Task(task, future)
-            self._scheduler.add(_pending(task_id, task))
+            future = self._ledger.add(task)
         self._wake.set()
         return future
 
     def cancel_group(self, group: str) -> int:
         """Drop a group's queued chunks at once (their Futures are cancelled); returns how many."""
         with self._lock:
-            ids = self._scheduler.remove_group(group)
-            futures = [self._tasks.pop(task_id).future for task_id in ids]
+            futures = self._ledger.cancel_group(group)
         for future in futures:
-            future.cancel()
-        return len(ids)
+            cancel(future)
+        return len(futures)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until at least one actor has its model loaded (or the pool is broken)."""
@@ -452,10 +436,10 @@ class RayPool:
                 devices=devices,
                 max_concurrent=sum(g.slots for g in self._groups.values()),
                 active=sum(d.active for d in devices),
-                queued=len(self._scheduler),
+                queued=self._ledger.queued,
                 model_loads=self._model_loads,
                 worker_deaths=self._deaths,
-                retries=self._retries,
+                retries=self._ledger.retries,
             )
 
     def set_slots(self, device_id: str, slots: int) -> None:
@@ -482,19 +466,18 @@ class RayPool:
             if self._closing:
                 return
             self._closing = True
-            futures = [self._tasks.pop(task_id).future for task_id in self._scheduler.drain()]
+            futures = self._ledger.cancel_queued()
         for future in futures:
-            future.cancel()
+            cancel(future)
         self._wake.set()
         self._thread.join(timeout)
         with self._lock:
-            leftover = [entry.future for entry in self._tasks.values()]  # still running at timeout
-            self._tasks.clear()
+            leftover = self._ledger.abandon()  # still running at timeout
             actors = list(self._actors.values())
             self._actors.clear()
             self._refs.clear()
         for future in leftover:
-            future.cancel()
+            cancel(future)
         for actor in actors:
             _kill(actor.handle)
         if self._owns_ray:
@@ -636,9 +619,8 @@ class RayPool:
                         self._on_call(actor, actor.calls.pop(ref), outcome)
                 if not self._closing:
                     self._dispatch()
-                settle, self._settle = self._settle, []
-            for future, result in settle:
-                _resolve(future, result)
+                outcomes = self._ledger.take_settled()
+            settle(outcomes)
 
     def _resend_probes(self) -> None:
         now = time.monotonic()
@@ -687,10 +669,9 @@ class RayPool:
         if kind == "done":
             _, results, seconds = outcome
             for task_id, result in zip(task_ids, results, strict=True):
-                entry = self._tasks.pop(task_id, None)
+                entry = self._ledger.resolve(task_id, result)
                 counts.done += 1
-                if entry is not None and not entry.future.cancelled():
-                    self._settle.append((entry.future, result))
+                if entry is not None:
                     self._emit_for(
                         actor,
                         "chunk_done",
@@ -807,48 +788,22 @@ class RayPool:
             actor.retiring = True
 
     def _failed_attempt(self, task_id: int, actor: _Actor, text: str, count: bool = True) -> None:
-        entry = self._tasks.get(task_id)
-        if entry is None:
-            return
-        if count:
-            entry.attempts += 1
+        if self._ledger.failed_attempt(task_id, actor.worker_id, text, count) and count:
             self._counts.setdefault(actor.placement, _Counts()).failures += 1
-        entry.last_error = text
-        if entry.attempts >= self._max_attempts:
-            self._tasks.pop(task_id)
-            self._settle.append(
-                (
-                    entry.future,
-                    ChunkFailedError(
-                        f"chunk {entry.task.index} of {entry.task.group} "
-                        f"({entry.task.duration_s:.1f} s) failed {entry.attempts} times: {text}"
-                    ),
-                )
-            )
-            return
-        self._retries += 1
-        self._requeue(task_id, avoid=actor.worker_id if count else None)
 
-    def _requeue(self, task_id: int, avoid: int | None = None) -> None:
-        entry = self._tasks.get(task_id)
-        if entry is None:
-            return
-        pending = _pending(task_id, entry.task)
-        if avoid is not None:
-            pending.avoid.add(avoid)
-        self._scheduler.add(pending)
+    def _requeue(self, task_id: int) -> None:
+        self._ledger.requeue(task_id)
 
     def _break(self, reason: str) -> None:
         self._broken = reason
         self._ready.set()
-        for task_id in self._scheduler.drain():
-            self._settle.append((self._tasks.pop(task_id).future, WhisperSubsError(reason)))
+        self._ledger.fail_queued(reason)
 
     def _dispatch(self) -> None:
         actors = [a for a in self._actors.values() if a.ready and not a.retiring]
         live = [a.worker_id for a in actors]
         progress = True
-        while progress and len(self._scheduler):
+        while progress and self._ledger.queued:
             progress = False
             # One batch per actor per round, emptiest first: no actor hoards while others idle.
             for actor in sorted(actors, key=lambda a: a.in_flight):
@@ -857,10 +812,11 @@ class RayPool:
                 if room < 1:
                     continue
                 n = min(group.batch_size, room)
-                task_ids = self._scheduler.next_batch(actor.worker_id, n, live)
-                if not task_ids:
+                batch = self._ledger.take(actor.worker_id, n, live)
+                if not batch:
                     continue
-                entries = [self._tasks[t] for t in task_ids]
+                task_ids = [task_id for task_id, _ in batch]
+                entries = [entry for _, entry in batch]
                 ref = actor.handle.transcribe.remote(
                     [e.task.audio for e in entries],
                     entries[0].task.options,
@@ -883,27 +839,12 @@ class RayPool:
                 log.exception("pool event listener failed on %s", kind)
 
 
-def _pending(task_id: int, task: ChunkTask) -> Pending:
-    return Pending(task_id, task.group, task.priority, task.duration_s, task.options)
-
-
 def _fetch(ref: Any) -> Any:
     """The value behind a ready ObjectRef, or the exception Ray raised for it."""
     try:
         return ray.get(ref)
     except RayError as exc:
         return exc
-
-
-def _resolve(future: Future[ChunkResult], outcome: ChunkResult | BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if outcome is None:
-        future.cancel()
-    elif isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 def _kill(handle: Any) -> None:
