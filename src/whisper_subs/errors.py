@@ -35,6 +35,10 @@ class OutOfMemoryError(WhisperSubsError):
 class ChunkFailedError(WhisperSubsError):
     """A chunk failed on every attempt it was given."""
 
+    def __init__(self, message: str, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
 
 class JobNotFoundError(WhisperSubsError):
     """No job has the given id."""

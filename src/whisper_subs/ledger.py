@@ -11,10 +11,14 @@ from __future__ import annotations
 import itertools
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import ChunkFailedError, WhisperSubsError
 from .scheduling import Pending, Scheduler
 from .types import ChunkResult
+
+if TYPE_CHECKING:  # pool imports this module
+    from .pool import ChunkTask
 
 # A Future's outcome: a result, an exception, or None for "cancelled".
 Outcome = ChunkResult | BaseException | None
@@ -22,7 +26,7 @@ Outcome = ChunkResult | BaseException | None
 
 @dataclass(slots=True)
 class Entry:
-    task: object  # pool.ChunkTask (not imported: pool imports this module)
+    task: ChunkTask
     future: Future[ChunkResult]
     attempts: int = 0
     last_error: str = ""
@@ -41,7 +45,7 @@ class ChunkLedger:
     def queued(self) -> int:
         return len(self.scheduler)
 
-    def add(self, task: object) -> Future[ChunkResult]:
+    def add(self, task: ChunkTask) -> Future[ChunkResult]:
         future: Future[ChunkResult] = Future()
         task_id = next(self._ids)
         self.entries[task_id] = Entry(task, future)
@@ -88,8 +92,9 @@ class ChunkLedger:
                 (
                     entry.future,
                     ChunkFailedError(
-                        f"chunk {task.index} of {task.group} ({task.duration_s:.1f} s) failed "  # type: ignore[attr-defined]
-                        f"{entry.attempts} times: {text}"
+                        f"chunk {task.index} of {task.group} ({task.duration_s:.1f} s) failed "
+                        f"{entry.attempts} times: {text}",
+                        entry.attempts,
                     ),
                 )
             )
@@ -143,6 +148,5 @@ def cancel(future: Future[ChunkResult]) -> None:
         future.set_running_or_notify_cancel()
 
 
-def _pending(task_id: int, task: object) -> Pending:
-    t = task
-    return Pending(task_id, t.group, t.priority, t.duration_s, t.options)  # type: ignore[attr-defined]
+def _pending(task_id: int, task: ChunkTask) -> Pending:
+    return Pending(task_id, task.group, task.priority, task.duration_s, task.options)

@@ -157,7 +157,7 @@ def collect(
         if exc is None:
             results[index] = future.result()
         else:
-            attempts = 2 if isinstance(exc, ChunkFailedError) else 1
+            attempts = exc.attempts if isinstance(exc, ChunkFailedError) else 1
             errors.append(ChunkError(index, chunk.start_s, chunk.end_s, str(exc), attempts))
     return results, errors
 
