@@ -23,7 +23,7 @@ import os
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -78,7 +78,6 @@ class EngineSpec:
     compute_type: str = "default"
     cpu_threads: int = 1
     fake: FakeBehaviour | None = None  # set: a FakeEngine instead of the real one
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine(Protocol):

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -552,7 +552,3 @@ def _stop_process(worker: _Worker, timeout: float) -> None:
     if worker.process.is_alive():
         worker.process.kill()
         worker.process.join(timeout)
-
-
-def with_batch_size(devices: Sequence[DeviceSlots], batch_size: int) -> list[DeviceSlots]:
-    return [replace(d, batch_size=batch_size) for d in devices]

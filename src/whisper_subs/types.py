@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SAMPLE_RATE = 16_000
 
@@ -105,4 +105,3 @@ class Transcript:
     cues: tuple[Cue, ...] = ()
     removed: tuple[Removed, ...] = ()
     speech_s: float = 0.0
-    extra: dict[str, object] = field(default_factory=dict)
