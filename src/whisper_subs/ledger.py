@@ -9,9 +9,12 @@ guards every call.
 from __future__ import annotations
 
 import itertools
+import logging
+import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ChunkFailedError, WhisperSubsError
 from .scheduling import Pending, Scheduler
@@ -19,6 +22,8 @@ from .types import ChunkResult
 
 if TYPE_CHECKING:  # pool imports this module
     from .pool import ChunkTask
+
+log = logging.getLogger(__name__)
 
 # A Future's outcome: a result, an exception, or None for "cancelled".
 Outcome = ChunkResult | BaseException | None
@@ -124,6 +129,72 @@ class ChunkLedger:
     def take_settled(self) -> list[tuple[Future[ChunkResult], Outcome]]:
         settled, self._settle = self._settle, []
         return settled
+
+
+class PoolBase:
+    """What both back ends share: the lock, the ledger, readiness, submit and cancel, events.
+
+    A subclass runs the dispatcher and says how to wake it (``_kick``).
+    """
+
+    def __init__(
+        self, max_attempts: int, on_event: Callable[[str, dict[str, Any]], None] | None
+    ) -> None:
+        self._on_event = on_event
+        self._lock = threading.Lock()
+        # Futures are settled after the lock is released: their callbacks may call status().
+        self._ledger = ChunkLedger(max_attempts)
+        self._closing = False
+        self._broken: str | None = None
+        self._ready = threading.Event()
+
+    def _kick(self) -> None:
+        """Wake the dispatcher: there is new work."""
+        raise NotImplementedError
+
+    def submit(self, task: ChunkTask) -> Future[ChunkResult]:
+        with self._lock:
+            if self._broken is not None:
+                failed: Future[ChunkResult] = Future()
+                failed.set_exception(WhisperSubsError(self._broken))
+                return failed
+            if self._closing:
+                raise WhisperSubsError("the pool is closed")
+            future = self._ledger.add(task)
+        self._kick()
+        return future
+
+    def cancel_group(self, group: str) -> int:
+        """Drop a group's queued chunks at once (their Futures are cancelled); returns how many."""
+        with self._lock:
+            futures = self._ledger.cancel_group(group)
+        for future in futures:
+            cancel(future)
+        return len(futures)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until at least one worker has its model loaded (or the pool is broken)."""
+        self._ready.wait(timeout)
+        if self._broken is not None:
+            raise WhisperSubsError(self._broken)
+        return self._ready.is_set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._broken is None
+
+    def _break(self, reason: str) -> None:
+        """Nothing can run the chunks any more: fail the queued ones, report it."""
+        self._broken = reason
+        self._ready.set()
+        self._ledger.fail_queued(reason)
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(kind, data)
+            except Exception:  # a listener's bug must not stop the dispatcher
+                log.exception("pool event listener failed on %s", kind)
 
 
 def settle(outcomes: list[tuple[Future[ChunkResult], Outcome]]) -> None:

@@ -23,7 +23,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -33,8 +32,8 @@ import numpy as np
 from .capacity import OomAction, shrink_after_oom
 from .engine import DecodeOptions, EngineSpec
 from .errors import OutOfMemoryError, WhisperSubsError
-from .ledger import ChunkLedger, cancel, settle
-from .types import SAMPLE_RATE, ChunkResult
+from .ledger import PoolBase, cancel, settle
+from .types import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +181,7 @@ class _Device:
     load_error: str | None = None
 
 
-class WorkerPool:
+class WorkerPool(PoolBase):
     """Persistent workers over one or more devices; ``submit`` returns a Future per chunk."""
 
     def __init__(
@@ -196,18 +195,12 @@ class WorkerPool:
             raise WhisperSubsError("the pool needs at least one worker slot")
         self._ctx = mp.get_context("spawn")
         self._devices = {d.device_id: _Device(d, d.slots, max(1, d.batch_size)) for d in devices}
-        self._on_event = on_event
-        self._lock = threading.Lock()
-        # Futures are settled after the lock is released: their callbacks may call status().
-        self._ledger = ChunkLedger(max_attempts)
+        super().__init__(max_attempts, on_event)
         self._workers: dict[int, _Worker] = {}
         self._worker_ids = itertools.count()
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
-        self._closing = False
-        self._broken: str | None = None
         self._model_loads = 0
         self._deaths = 0
-        self._ready = threading.Event()
         with self._lock:
             for device in self._devices.values():
                 for _ in range(device.slots):
@@ -215,38 +208,7 @@ class WorkerPool:
         self._thread = threading.Thread(target=self._run, name="whisper-subs-pool", daemon=True)
         self._thread.start()
 
-    # -- public API ----------------------------------------------------------------------------
-
-    def submit(self, task: ChunkTask) -> Future[ChunkResult]:
-        with self._lock:
-            if self._broken is not None:
-                failed: Future[ChunkResult] = Future()
-                failed.set_exception(WhisperSubsError(self._broken))
-                return failed
-            if self._closing:
-                raise WhisperSubsError("the pool is closed")
-            future = self._ledger.add(task)
-        self._wake()
-        return future
-
-    def cancel_group(self, group: str) -> int:
-        """Drop a group's queued chunks at once (their Futures are cancelled); returns how many."""
-        with self._lock:
-            futures = self._ledger.cancel_group(group)
-        for future in futures:
-            cancel(future)
-        return len(futures)
-
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until at least one worker has its model loaded (or the pool is broken)."""
-        self._ready.wait(timeout)
-        if self._broken is not None:
-            raise WhisperSubsError(self._broken)
-        return self._ready.is_set()
-
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set() and self._broken is None
+    # -- public API (submit, cancel_group, wait_ready: PoolBase) -------------------------------
 
     def status(self) -> PoolStatus:
         with self._lock:
@@ -306,6 +268,9 @@ class WorkerPool:
         self.close()
 
     # -- dispatcher ----------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        self._wake()
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
@@ -500,11 +465,6 @@ class WorkerPool:
     def _requeue(self, task_id: int) -> None:
         self._ledger.requeue(task_id)
 
-    def _break(self, reason: str) -> None:
-        self._broken = reason
-        self._ready.set()
-        self._ledger.fail_queued(reason)
-
     def _dispatch(self) -> None:
         live = [w.id for w in self._workers.values() if w.ready and not w.retiring]
         for worker in list(self._workers.values()):
@@ -536,13 +496,6 @@ class WorkerPool:
                     self._requeue(task_id)
                 continue
             worker.in_flight = task_ids
-
-    def _emit(self, kind: str, **data: Any) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(kind, data)
-            except Exception:  # a listener's bug must not stop the dispatcher
-                log.exception("pool event listener failed on %s", kind)
 
 
 def _stop_process(worker: _Worker, timeout: float) -> None:

@@ -42,7 +42,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -62,11 +61,10 @@ from .capacity import (
 )
 from .engine import DecodeOptions, EngineSpec, FakeBehaviour, load_engine
 from .errors import DeviceError, OutOfMemoryError, UsageError, WhisperSubsError
-from .ledger import ChunkLedger, cancel, settle
+from .ledger import PoolBase, cancel, settle
 from .models import ResolvedModel
-from .pool import ChunkTask, DeviceSlots, DeviceStatus, PoolStatus
-from .types import ChunkResult
-from .workers import WorkerOptions, batch_size_for, compute_type_for
+from .pool import DeviceSlots, DeviceStatus, PoolStatus
+from .workers import WorkerOptions, batch_size_for, compute_type_for, engine_for
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +327,7 @@ class _Counts:
     oom_events: int = 0
 
 
-class RayPool:
+class RayPool(PoolBase):
     """Ray actors over a cluster's devices; ``submit`` returns a Future per chunk.
 
     Same interface and guarantees as ``pool.WorkerPool`` (see the module docstring). ``set_slots``
@@ -350,21 +348,16 @@ class RayPool:
         self._options = options or RayOptions()
         self._owns_ray = connect(self._options.address)
         self._groups = {d.device_id: self._group(d) for d in devices}
-        self._on_event = on_event
-        self._lock = threading.Lock()
+        super().__init__(max_attempts, on_event)
         self._wake = threading.Event()
-        self._ledger = ChunkLedger(max_attempts)  # chunks owed: queued or out on an actor
         self._actors: dict[int, _Actor] = {}
         self._refs: dict[Any, _Actor] = {}  # every ObjectRef we wait on -> its actor
         self._counts: dict[str, _Counts] = {}  # per placement
         self._actor_ids = itertools.count()
         self._worker_ids = itertools.count()
         self._token = uuid.uuid4().hex[:8]
-        self._closing = False
-        self._broken: str | None = None
         self._model_loads = 0
         self._deaths = 0
-        self._ready = threading.Event()
         self._warn_if_unplaceable()
         with self._lock:
             for group in self._groups.values():
@@ -373,38 +366,10 @@ class RayPool:
         self._thread = threading.Thread(target=self._run, name="whisper-subs-ray-pool", daemon=True)
         self._thread.start()
 
-    # -- public API (as WorkerPool) ------------------------------------------------------------
+    # -- public API (as WorkerPool; submit, cancel_group, wait_ready in PoolBase) -------------
 
-    def submit(self, task: ChunkTask) -> Future[ChunkResult]:
-        with self._lock:
-            if self._broken is not None:
-                failed: Future[ChunkResult] = Future()
-                failed.set_exception(WhisperSubsError(self._broken))
-                return failed
-            if self._closing:
-                raise WhisperSubsError("the pool is closed")
-            future = self._ledger.add(task)
+    def _kick(self) -> None:
         self._wake.set()
-        return future
-
-    def cancel_group(self, group: str) -> int:
-        """Drop a group's queued chunks at once (their Futures are cancelled); returns how many."""
-        with self._lock:
-            futures = self._ledger.cancel_group(group)
-        for future in futures:
-            cancel(future)
-        return len(futures)
-
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until at least one actor has its model loaded (or the pool is broken)."""
-        self._ready.wait(timeout)
-        if self._broken is not None:
-            raise WhisperSubsError(self._broken)
-        return self._ready.is_set()
-
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set() and self._broken is None
 
     def status(self) -> PoolStatus:
         with self._lock:
@@ -794,11 +759,6 @@ class RayPool:
     def _requeue(self, task_id: int) -> None:
         self._ledger.requeue(task_id)
 
-    def _break(self, reason: str) -> None:
-        self._broken = reason
-        self._ready.set()
-        self._ledger.fail_queued(reason)
-
     def _dispatch(self) -> None:
         actors = [a for a in self._actors.values() if a.ready and not a.retiring]
         live = [a.worker_id for a in actors]
@@ -830,13 +790,6 @@ class RayPool:
         """An event as WorkerPool emits it (``device``: the plan device), plus where it ran."""
         node = actor.info.node_id if actor.info is not None else None
         self._emit(kind, device=actor.group, placement=actor.placement, node=node, **data)
-
-    def _emit(self, kind: str, **data: Any) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(kind, data)
-            except Exception:  # a listener's bug must not stop the dispatcher
-                log.exception("pool event listener failed on %s", kind)
 
 
 def _fetch(ref: Any) -> Any:
@@ -1113,23 +1066,9 @@ def plan_cluster_workers(
                 if device not in gpus:
                     continue
                 count = count if per_gpu is None else min(count, per_gpu)
-                engine = EngineSpec(
-                    model.location,
-                    "cuda",
-                    compute_type_for("cuda", options.compute_type),
-                    fake=fake,
-                )
-                env: dict[str, str] = {}
             else:
                 count = min(count, int(node.cpus // max(1, device.threads)))
-                engine = EngineSpec(
-                    model.location,
-                    "cpu",
-                    compute_type_for("cpu", options.compute_type),
-                    cpu_threads=device.threads,
-                    fake=fake,
-                )
-                env = {"OMP_NUM_THREADS": str(device.threads)}
+            engine, env = engine_for(device, model, options, fake)
             if count < 1:
                 continue
             device_id = f"{node.label}/{device.id}"

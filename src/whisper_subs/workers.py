@@ -6,7 +6,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 
-from .capacity import CapacityOptions, CapacityPlan, ensure_usable, plan_capacity
+from .capacity import CapacityOptions, CapacityPlan, DevicePlan, ensure_usable, plan_capacity
 from .devices import (
     GpuInfo,
     cpu_count,
@@ -120,6 +120,24 @@ def plan_run(
     return plan, slots_for_plan(plan, model, options, list(selected.gpus), fake), reason
 
 
+def engine_for(
+    device: DevicePlan,
+    model: ResolvedModel,
+    options: WorkerOptions,
+    fake: FakeBehaviour | None = None,
+) -> tuple[EngineSpec, dict[str, str]]:
+    """The engine recipe for a worker on ``device``, and the CPU environment it needs.
+
+    A GPU worker's ``CUDA_VISIBLE_DEVICES`` is the caller's to add: the local pool pins a UUID
+    (devices.cuda_env), Ray assigns GPUs itself.
+    """
+    compute_type = compute_type_for(device.kind, options.compute_type)
+    if device.kind == "cuda":
+        return EngineSpec(model.location, "cuda", compute_type, fake=fake), {}
+    engine = EngineSpec(model.location, "cpu", compute_type, cpu_threads=device.threads, fake=fake)
+    return engine, {"OMP_NUM_THREADS": str(device.threads)}
+
+
 def slots_for_plan(
     plan: CapacityPlan,
     model: ResolvedModel,
@@ -133,20 +151,9 @@ def slots_for_plan(
     for device in plan.devices:
         if device.slots < 1:
             continue
+        engine, env = engine_for(device, model, options, fake)
         if device.kind == "cuda":
-            engine = EngineSpec(
-                model.location, "cuda", compute_type_for("cuda", options.compute_type), fake=fake
-            )
             env = cuda_env(by_id[device.id])
-        else:
-            engine = EngineSpec(
-                model.location,
-                "cpu",
-                compute_type_for("cpu", options.compute_type),
-                cpu_threads=device.threads,
-                fake=fake,
-            )
-            env = {"OMP_NUM_THREADS": str(device.threads)}
         batch = batch_size_for(device.kind, options.batch_size)
         slots.append(DeviceSlots(device.id, device.slots, engine, env, batch))
     return slots
